@@ -1,0 +1,113 @@
+"""Typed settings of a gatehub node.
+
+Every setting has a default that makes `gatehub serve` work on one machine with SQLite in
+``./var``. Each can be set by an environment variable ``GATEHUB_<NAME>`` (upper case), by a TOML
+file (``GATEHUB_CONFIG`` or ``gatehub serve --config FILE``), or on the command line with
+``gatehub serve --set name=value``. Precedence: command line > environment > file > default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gatehub.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEHUB_", extra="forbid", validate_default=True)
+
+    # where things live
+    data_dir: Path = Field(Path("var"), description="Folder for the SQLite database, the CA and keys")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty = sqlite+aiosqlite:///<data_dir>/gatehub.db"
+    )
+    # listeners (port 0 = pick a free port; -1 = listener off)
+    bind_host: str = Field("0.0.0.0", description="Address every listener binds to")
+    http_port: int = Field(8080, description="REST API + console (HTTP)")
+    iotda_port: int = Field(8443, description="IoTDA-compatible HTTPS device API")
+    mqtt_port: int = Field(1883, description="MQTT over TCP")
+    mqtts_port: int = Field(8883, description="MQTT over TLS with client certificates")
+    mqtt_ws_port: int = Field(-1, description="MQTT over WebSocket (off by default)")
+    grpc_port: int = Field(4010, description="gRPC G-SDK master-gateway API (mTLS)")
+    devicelink_port_min: int = Field(40000, description="First port for device links")
+    devicelink_port_max: int = Field(40999, description="Last port for device links")
+    # ingest pipeline
+    ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")
+    ingest_batch_rows: int = Field(20000, ge=1, description="Rows per group-commit transaction (at most)")
+    # HTTP API
+    http_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body of the REST API")
+    http_page_limit: int = Field(1000, ge=1, description="Largest page size of list endpoints")
+    sse_queue_size: int = Field(1000, ge=1, description="Events buffered per live-stream client")
+    # first start
+    admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
+    log_level: str = Field("info", description="debug, info, warning, error")
+
+    @field_validator(
+        "http_port", "iotda_port", "mqtt_port", "mqtts_port", "mqtt_ws_port", "grpc_port",
+        "devicelink_port_min", "devicelink_port_max",
+    )
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not -1 <= v <= 65535:
+            raise ValueError("a port is 0-65535 (0 = any free port, -1 = off)")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level is one of debug, info, warning, error")
+        return v
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gatehub.db').as_posix()}"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / self.admin_key_file
+
+
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from a TOML file, the environment and explicit overrides.
+
+    Raises ConfigError with every problem named, never a bare ValidationError.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file:
+        path = Path(config_file)
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        file_values = dict(raw.get("gatehub", raw))
+    try:
+        env_only = Settings()
+        explicit_env = env_only.model_fields_set
+        values = {**file_values}
+        for name in explicit_env:
+            values[name] = getattr(env_only, name)
+        values.update(overrides or {})
+        return Settings.model_validate(values) if values else env_only
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(name, environment variable, default, description) of every setting, for --help."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        rows.append((name, f"GATEHUB_{name.upper()}", repr(field.default), field.description or ""))
+    return rows

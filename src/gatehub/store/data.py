@@ -1,0 +1,148 @@
+"""Reading what devices sent: time series (raw and aggregated), latest values, attributes, events.
+
+Writes of telemetry, attributes and events go through the ingest writer (``store.ingest``);
+this module only reads, plus the few deletes an operator asks for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, func, literal, select
+from sqlalchemy.sql import ColumnElement
+
+from gatehub.domain.model import AttributeScope
+from gatehub.domain.telemetry import value_of
+from gatehub.errors import InvalidInput
+from gatehub.store.db import Database
+from gatehub.store.tables import attributes, events, latest, telemetry
+
+AGGREGATES = {"min", "max", "avg", "sum", "count"}
+MAX_BUCKETS = 100_000
+
+
+class Data:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def telemetry(
+        self,
+        device_id: str,
+        keys: list[str] | None,
+        start: int,
+        end: int,
+        limit: int = 1000,
+        order: str = "asc",
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Raw points ``{key: [{"ts", "value"}, ...]}`` with ``start <= ts < end``."""
+        if end <= start:
+            raise InvalidInput("end must be after start")
+        cond: list[ColumnElement[bool]] = [
+            telemetry.c.ts >= start, telemetry.c.ts < end, telemetry.c.device_id == device_id,
+        ]
+        if keys:
+            cond.append(telemetry.c.key.in_(keys))
+        col = telemetry.c.ts.desc() if order == "desc" else telemetry.c.ts.asc()
+        q = (select(telemetry.c.ts, telemetry.c.key, telemetry.c.kind, telemetry.c.v_int, telemetry.c.v_float,
+                    telemetry.c.v_str).where(and_(*cond)).order_by(col).limit(limit))
+        out: dict[str, list[dict[str, Any]]] = {}
+        async with self.db.connect() as c:
+            for r in (await c.execute(q)).all():
+                out.setdefault(r.key, []).append({"ts": r.ts, "value": value_of(r.kind, r.v_int, r.v_float, r.v_str)})
+        return out
+
+    async def aggregate(
+        self, device_id: str, keys: list[str] | None, start: int, end: int, interval: int, agg: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Aggregates over fixed intervals: ``{key: [{"ts": bucket_start, "value", "count"}]}``.
+
+        Only numeric points (bool, int, float) take part, except for ``count`` which counts all.
+        """
+        if agg not in AGGREGATES:
+            raise InvalidInput(f"agg must be one of {', '.join(sorted(AGGREGATES))}")
+        if end <= start:
+            raise InvalidInput("end must be after start")
+        if interval <= 0:
+            raise InvalidInput("interval must be a positive number of milliseconds")
+        if (end - start) // interval > MAX_BUCKETS:
+            raise InvalidInput(f"too many intervals (more than {MAX_BUCKETS}); use a larger interval")
+        num = func.coalesce(telemetry.c.v_float, telemetry.c.v_int * literal(1.0))
+        bucket = ((telemetry.c.ts - start) // interval).label("bucket")
+        fn = {"min": func.min(num), "max": func.max(num), "avg": func.avg(num), "sum": func.sum(num),
+              "count": func.count()}[agg]
+        cond: list[ColumnElement[bool]] = [
+            telemetry.c.ts >= start, telemetry.c.ts < end, telemetry.c.device_id == device_id,
+        ]
+        if agg != "count":
+            cond.append(telemetry.c.kind.in_(("b", "i", "f")))
+        if keys:
+            cond.append(telemetry.c.key.in_(keys))
+        q = (select(bucket, telemetry.c.key, fn.label("value"), func.count().label("n"))
+             .where(and_(*cond)).group_by(bucket, telemetry.c.key).order_by(bucket))
+        out: dict[str, list[dict[str, Any]]] = {}
+        async with self.db.connect() as c:
+            for r in (await c.execute(q)).all():
+                value = int(r.value) if agg == "count" else (float(r.value) if r.value is not None else None)
+                out.setdefault(r.key, []).append({"ts": start + int(r.bucket) * interval, "value": value,
+                                                  "count": r.n})
+        return out
+
+    async def latest(self, device_id: str, keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        q = select(latest).where(latest.c.device_id == device_id)
+        if keys:
+            q = q.where(latest.c.key.in_(keys))
+        async with self.db.connect() as c:
+            rows = (await c.execute(q.order_by(latest.c.key))).all()
+        return {r.key: {"ts": r.ts, "value": value_of(r.kind, r.v_int, r.v_float, r.v_str)} for r in rows}
+
+    async def attributes(
+        self, device_id: str, scope: AttributeScope | None = None, keys: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """``{scope: {key: value}}``."""
+        q = select(attributes).where(attributes.c.device_id == device_id)
+        if scope is not None:
+            q = q.where(attributes.c.scope == scope.value)
+        if keys:
+            q = q.where(attributes.c.key.in_(keys))
+        out: dict[str, dict[str, Any]] = {}
+        async with self.db.connect() as c:
+            for r in (await c.execute(q.order_by(attributes.c.key))).all():
+                out.setdefault(r.scope, {})[r.key] = orjson.loads(r.value)
+        return out
+
+    async def attributes_detailed(self, device_id: str, scope: AttributeScope) -> list[dict[str, Any]]:
+        q = (select(attributes).where(attributes.c.device_id == device_id, attributes.c.scope == scope.value)
+             .order_by(attributes.c.key))
+        async with self.db.connect() as c:
+            rows = (await c.execute(q)).all()
+        return [{"key": r.key, "value": orjson.loads(r.value), "lastUpdateTs": r.updated_at} for r in rows]
+
+    async def delete_attributes(self, device_id: str, scope: AttributeScope, keys: list[str]) -> list[str]:
+        async with self.db.begin() as c:
+            present = [r.key for r in (await c.execute(select(attributes.c.key).where(
+                attributes.c.device_id == device_id, attributes.c.scope == scope.value,
+                attributes.c.key.in_(keys)))).all()]
+            await c.execute(delete(attributes).where(attributes.c.device_id == device_id,
+                                                     attributes.c.scope == scope.value,
+                                                     attributes.c.key.in_(keys)))
+        return present
+
+    async def events(
+        self, tenant_id: str, device_id: str | None = None, type_: str | None = None,
+        start: int | None = None, end: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        cond: list[ColumnElement[bool]] = [events.c.tenant_id == tenant_id]
+        if device_id:
+            cond.append(events.c.device_id == device_id)
+        if type_:
+            cond.append(events.c.type == type_)
+        if start is not None:
+            cond.append(events.c.ts >= start)
+        if end is not None:
+            cond.append(events.c.ts < end)
+        q = select(events).where(and_(*cond)).order_by(events.c.id.desc()).limit(limit)
+        async with self.db.connect() as c:
+            rows = (await c.execute(q)).all()
+        return [{"id": r.id, "deviceId": r.device_id, "ts": r.ts, "type": r.type, "body": orjson.loads(r.body)}
+                for r in rows]

@@ -1,0 +1,362 @@
+"""The ingest writer: one task that group-commits everything transports hand it.
+
+A transport builds a ``WriteBatch`` (telemetry rows, attribute upserts, log events) and awaits
+``IngestWriter.write(batch)``. The writer takes as many queued batches as fit in one
+transaction, writes them with the driver's bulk path (``executemany`` on SQLite, ``COPY`` on
+PostgreSQL) on a connection of its own, commits, and only then resolves each caller's future.
+That future is what a PUBACK or an HTTP 200 waits on: acknowledged means durable.
+
+The queue is bounded: when it is full ``write`` waits (backpressure); nothing is dropped.
+If a group fails, its batches are retried one by one so a bad batch fails only its own caller.
+
+Replays: a batch may carry ``(gateway_id, epoch, seq)``. Within an epoch, a batch whose
+sequence number is not above the last committed one for that gateway is a replay: it is
+acknowledged without storing anything (``WriteResult.duplicate``). The check and the update of
+the high-water mark happen in the same transaction as the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.engine import make_url
+
+from gatehub.domain.telemetry import Row
+from gatehub.errors import StorageError
+from gatehub.store.db import normalise_url
+
+log = logging.getLogger(__name__)
+
+AttrRow = tuple[str, str, str, str, int]  # device_id, scope, key, value (JSON text), updated_at
+EventRow = tuple[str, str | None, int, str, str]  # tenant_id, device_id, ts, type, body (JSON text)
+
+TELEMETRY_COLS = ("ts", "device_id", "key", "kind", "v_int", "v_float", "v_str")
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    tenant_id: str
+    telemetry: list[Row] = field(default_factory=list)
+    attributes: list[AttrRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    sequence: tuple[str, str, int] | None = None  # (gateway_id, epoch, seq) for replay de-duplication
+
+    def __len__(self) -> int:
+        return len(self.telemetry) + len(self.attributes) + len(self.events) or 1
+
+
+@dataclass(slots=True)
+class WriteResult:
+    duplicate: bool = False
+
+
+class CommitListener(Protocol):
+    def __call__(self, batches: Sequence[WriteBatch]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Item:
+    batch: WriteBatch
+    future: asyncio.Future[WriteResult]
+
+
+class _Driver(Protocol):
+    async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None: ...
+    async def load_sequences(self) -> dict[str, tuple[str, int]]: ...
+    async def close(self) -> None: ...
+
+
+class IngestWriter:
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_size: int = 1024,
+        batch_rows: int = 20000,
+        on_commit: Callable[[Sequence[WriteBatch]], None] | None = None,
+    ) -> None:
+        self._url = normalise_url(url)
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=queue_size)
+        self._batch_rows = batch_rows
+        self._on_commit = on_commit
+        self._driver: _Driver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._seqs: dict[str, tuple[str, int]] = {}
+        self._closing = False
+        # counters for /metrics and benchmarks
+        self.rows_committed = 0
+        self.batches_committed = 0
+        self.transactions = 0
+        self.commit_seconds = 0.0
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        self._driver = await _open_driver(self._url)
+        self._seqs = await self._driver.load_sequences()
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        """Queue ``batch`` and wait until it is committed (or refused as a replay)."""
+        if self._closing or self._task is None:
+            raise StorageError("the ingest writer is not running")
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Item(batch, fut))
+        return await fut
+
+    def submit_nowait(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
+        """Like write() without waiting for queue space; raises asyncio.QueueFull when full."""
+        if self._closing or self._task is None:
+            raise StorageError("the ingest writer is not running")
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(batch, fut))
+        return fut
+
+    async def close(self) -> None:
+        """Stop taking batches, commit everything queued, then close the connection."""
+        if self._task is None:
+            return
+        self._closing = True
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+        if self._driver is not None:
+            await self._driver.close()
+            self._driver = None
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            items = [first]
+            rows = len(first.batch)
+            while rows < self._batch_rows and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(nxt)
+                rows += len(nxt.batch)
+            await self._commit_items(items)
+
+    async def _commit_items(self, items: list[_Item]) -> None:
+        assert self._driver is not None
+        started = time.perf_counter()
+        seqs = dict(self._seqs)
+        skip = self._replays(items, seqs)
+        try:
+            await self._driver.write([i.batch for i in items], skip, seqs)
+        except Exception as exc:  # noqa: BLE001 - every failure is mapped below
+            if len(items) > 1:
+                log.warning("group commit of %d batches failed (%s); retrying one by one", len(items), exc)
+                for item in items:
+                    await self._commit_items([item])
+                return
+            err = exc if isinstance(exc, StorageError) else StorageError(f"write failed: {exc}")
+            if not items[0].future.done():
+                items[0].future.set_exception(err)
+            return
+        self._seqs = seqs
+        self.transactions += 1
+        self.commit_seconds += time.perf_counter() - started
+        committed = [i.batch for n, i in enumerate(items) if n not in skip]
+        for n, item in enumerate(items):
+            if n not in skip:
+                self.rows_committed += len(item.batch.telemetry)
+                self.batches_committed += 1
+            if not item.future.done():
+                item.future.set_result(WriteResult(duplicate=n in skip))
+        if self._on_commit is not None and committed:
+            try:
+                self._on_commit(committed)
+            except Exception:
+                log.exception("commit listener failed")
+
+    @staticmethod
+    def _replays(items: list[_Item], seqs: dict[str, tuple[str, int]]) -> set[int]:
+        """Indexes of batches that are replays; advances ``seqs`` for the others."""
+        skip: set[int] = set()
+        for n, item in enumerate(items):
+            if item.batch.sequence is None:
+                continue
+            gw, epoch, seq = item.batch.sequence
+            last = seqs.get(gw)
+            if last is not None and last[0] == epoch and seq <= last[1]:
+                skip.add(n)
+            else:
+                seqs[gw] = (epoch, seq)
+        return skip
+
+
+def _changed_seqs(batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> list[tuple[str, str, int]]:
+    gws = {b.sequence[0] for n, b in enumerate(batches) if b.sequence is not None and n not in skip}
+    return [(gw, seqs[gw][0], seqs[gw][1]) for gw in sorted(gws)]
+
+
+def _latest_rows(batches: Sequence[WriteBatch], skip: set[int]) -> list[Row]:
+    newest: dict[tuple[str, str], Row] = {}
+    for n, b in enumerate(batches):
+        if n in skip:
+            continue
+        for r in b.telemetry:
+            k = (r[0], r[1])
+            cur = newest.get(k)
+            if cur is None or r[2] >= cur[2]:
+                newest[k] = r
+    return list(newest.values())
+
+
+async def _open_driver(url: str) -> _Driver:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return await _SqliteDriver.open(parsed.database or ":memory:")
+    if parsed.get_backend_name() == "postgresql":
+        return await _PostgresDriver.open(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
+    raise StorageError(f"no ingest driver for {parsed.get_backend_name()}")
+
+
+class _SqliteDriver:
+    INSERT_TS = "INSERT OR REPLACE INTO telemetry (ts, device_id, key, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?)"
+    UPSERT_LATEST = (
+        "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?) "
+        "ON CONFLICT(device_id, key) DO UPDATE SET ts=excluded.ts, kind=excluded.kind, v_int=excluded.v_int, "
+        "v_float=excluded.v_float, v_str=excluded.v_str WHERE excluded.ts >= latest.ts"
+    )
+    UPSERT_ATTR = (
+        "INSERT INTO attributes (device_id, scope, key, value, updated_at) VALUES (?,?,?,?,?) "
+        "ON CONFLICT(device_id, scope, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at"
+    )
+    INSERT_EVENT = "INSERT INTO events (tenant_id, device_id, ts, type, body) VALUES (?,?,?,?,?)"
+    UPSERT_SEQ = (
+        "INSERT INTO ingest_sequences (gateway_id, epoch, last_seq) VALUES (?,?,?) "
+        "ON CONFLICT(gateway_id) DO UPDATE SET epoch=excluded.epoch, last_seq=excluded.last_seq"
+    )
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: str) -> _SqliteDriver:
+        import aiosqlite
+
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "cache_size=-65536"):
+            await conn.execute(f"PRAGMA {pragma}")
+        return cls(conn)
+
+    async def load_sequences(self) -> dict[str, tuple[str, int]]:
+        async with self._conn.execute("SELECT gateway_id, epoch, last_seq FROM ingest_sequences") as cur:
+            return {gw: (ep, seq) for gw, ep, seq in await cur.fetchall()}
+
+    async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None:
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows: list[tuple[Any, ...]] = []
+            attrs: list[AttrRow] = []
+            evs: list[EventRow] = []
+            for n, b in enumerate(batches):
+                if n in skip:
+                    continue
+                rows.extend((r[2], r[0], r[1], r[3], r[4], r[5], r[6]) for r in b.telemetry)
+                attrs.extend(b.attributes)
+                evs.extend(b.events)
+            if rows:
+                await conn.executemany(self.INSERT_TS, rows)
+                await conn.executemany(self.UPSERT_LATEST, _latest_rows(batches, skip))
+            if attrs:
+                await conn.executemany(self.UPSERT_ATTR, attrs)
+            if evs:
+                await conn.executemany(self.INSERT_EVENT, evs)
+            changed = _changed_seqs(batches, skip, seqs)
+            if changed:
+                await conn.executemany(self.UPSERT_SEQ, changed)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+class _PostgresDriver:
+    UPSERT_TS = (
+        "INSERT INTO telemetry (ts, device_id, key, kind, v_int, v_float, v_str) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+        "ON CONFLICT (ts, device_id, key) DO UPDATE SET kind=excluded.kind, v_int=excluded.v_int, "
+        "v_float=excluded.v_float, v_str=excluded.v_str"
+    )
+    UPSERT_LATEST = (
+        "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+        "ON CONFLICT (device_id, key) DO UPDATE SET ts=excluded.ts, kind=excluded.kind, v_int=excluded.v_int, "
+        "v_float=excluded.v_float, v_str=excluded.v_str WHERE excluded.ts >= latest.ts"
+    )
+    UPSERT_ATTR = (
+        "INSERT INTO attributes (device_id, scope, key, value, updated_at) VALUES ($1,$2,$3,$4,$5) "
+        "ON CONFLICT (device_id, scope, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at"
+    )
+    INSERT_EVENT = "INSERT INTO events (tenant_id, device_id, ts, type, body) VALUES ($1,$2,$3,$4,$5)"
+    UPSERT_SEQ = (
+        "INSERT INTO ingest_sequences (gateway_id, epoch, last_seq) VALUES ($1,$2,$3) "
+        "ON CONFLICT (gateway_id) DO UPDATE SET epoch=excluded.epoch, last_seq=excluded.last_seq"
+    )
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, dsn: str) -> _PostgresDriver:
+        import asyncpg
+
+        return cls(await asyncpg.connect(dsn))
+
+    async def load_sequences(self) -> dict[str, tuple[str, int]]:
+        rows = await self._conn.fetch("SELECT gateway_id, epoch, last_seq FROM ingest_sequences")
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None:
+        import asyncpg
+
+        conn = self._conn
+        rows: list[tuple[Any, ...]] = []
+        attrs: list[AttrRow] = []
+        evs: list[EventRow] = []
+        for n, b in enumerate(batches):
+            if n in skip:
+                continue
+            rows.extend((r[2], r[0], r[1], r[3], r[4], r[5], r[6]) for r in b.telemetry)
+            attrs.extend(b.attributes)
+            evs.extend(b.events)
+        async with conn.transaction():
+            if rows:
+                try:
+                    async with conn.transaction():  # savepoint: COPY fails whole on a duplicate key
+                        await conn.copy_records_to_table("telemetry", records=rows, columns=TELEMETRY_COLS)
+                except asyncpg.UniqueViolationError:
+                    # Same (ts, device, key) again: the newer value wins, as on SQLite.
+                    await conn.executemany(self.UPSERT_TS, _dedup_rows(rows))
+                await conn.executemany(self.UPSERT_LATEST, _latest_rows(batches, skip))
+            if attrs:
+                await conn.executemany(self.UPSERT_ATTR, attrs)
+            if evs:
+                await conn.executemany(self.INSERT_EVENT, evs)
+            changed = _changed_seqs(batches, skip, seqs)
+            if changed:
+                await conn.executemany(self.UPSERT_SEQ, changed)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+def _dedup_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Keep the last row for each (ts, device, key): one upsert may not touch a row twice."""
+    return list({(r[0], r[1], r[2]): r for r in rows}.values())
