@@ -1,0 +1,193 @@
+"""A gatehub node: builds every component from Settings, starts them, stops them gracefully.
+
+Start order: data folder -> bus -> database (migrations) -> ingest writer -> first-start admin
+key -> listeners. Stop order is the reverse, so that no listener accepts data the writer can no
+longer commit: listeners close first, then the writer drains its queue, then the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from gatehub.bus import Bus, LocalBus
+from gatehub.config import Settings
+from gatehub.domain.permissions import Role
+from gatehub.errors import GatehubError
+from gatehub.store import Database, IngestWriter, Store, commit_publisher
+from gatehub.transports.http.app import create_app
+from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.server import HttpServer
+
+log = logging.getLogger("gatehub")
+
+
+class Component(Protocol):
+    """Anything the node starts after the core and stops before it (listeners, services)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ComponentFactory = Callable[["Node"], Awaitable[Component | None]]
+
+
+@dataclass
+class Endpoints:
+    http: int | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        out = dict(self.extra)
+        if self.http is not None:
+            out["http"] = self.http
+        return out
+
+
+class Node:
+    #: factories registered by modules that add listeners (MQTT, gRPC, IoTDA, device links)
+    factories: list[ComponentFactory] = []
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus: Bus = LocalBus()
+        self.db: Database | None = None
+        self.store: Store | None = None
+        self.writer: IngestWriter | None = None
+        self.ctx: HubContext | None = None
+        self.http: HttpServer | None = None
+        self.components: list[Component] = []
+        self.endpoints = Endpoints()
+        self.admin_key_created: str | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.bus.start()
+        self.db = Database.open(s.effective_database_url)
+        await self.db.migrate()
+        self.store = Store(self.db, self.bus)
+        self.writer = IngestWriter(s.effective_database_url, queue_size=s.ingest_queue_size,
+                                   batch_rows=s.ingest_batch_rows, on_commit=commit_publisher(self.bus))
+        await self.writer.start()
+        await self._first_start()
+        self.ctx = HubContext(settings=s, store=self.store, writer=self.writer, bus=self.bus,
+                              started_at=time.time())
+        for factory in self.factories:
+            comp = await factory(self)
+            if comp is not None:
+                await comp.start()
+                self.components.append(comp)
+        if s.http_port >= 0:
+            self.http = HttpServer(create_app(self.ctx, self.ctx.extras.get("routers")), s.bind_host, s.http_port)
+            await self.http.start()
+            self.endpoints.http = self.http.port
+
+    async def _first_start(self) -> None:
+        assert self.store is not None
+        path = self.settings.admin_key_path
+        if path.exists():
+            try:
+                await self.store.accounts.authenticate(path.read_text().strip())
+                return
+            except GatehubError:
+                log.warning("%s holds no valid key for this database; writing a new one", path)
+        _info, token = await self.store.accounts.create_api_key("system administrator (first start)",
+                                                                Role.SYSTEM_ADMIN, None)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        os.replace(tmp, path)
+        self.admin_key_created = str(path)
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        for comp in reversed(self.components):
+            try:
+                await comp.stop()
+            except Exception:
+                log.exception("stopping %s failed", comp.name)
+        self.components.clear()
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer = None
+        await self.bus.close()
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+        self._stopped.set()
+
+    async def __aenter__(self) -> Node:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+async def serve(settings: Settings, announce: Callable[[str], None] | None = None) -> None:
+    """Run a node until SIGINT/SIGTERM, then shut down gracefully."""
+    say = announce or (lambda line: print(line, flush=True))
+    node = Node(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    try:
+        if node.admin_key_created:
+            say(f"first start: created a system admin API key in {node.admin_key_created} (mode 0600)")
+        else:
+            say(f"system admin API key: {settings.admin_key_path}")
+        say(f"database: {node.db.dialect if node.db else '?'} ({_redact(settings.effective_database_url)})")
+        for name, port in node.endpoints.as_dict().items():
+            say(f"{name} listening on {settings.bind_host}:{port}")
+        say("READY " + orjson.dumps(node.endpoints.as_dict()).decode())
+        await stop.wait()
+        say("shutting down: closing listeners, draining the ingest queue")
+    finally:
+        await node.stop()
+        say("stopped")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def run_loop(coro: Awaitable[None]) -> None:
+    """Run with uvloop when it is installed."""
+    try:
+        import uvloop
+
+        if sys.version_info >= (3, 12):
+            uvloop.run(coro)
+            return
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,56 @@
+"""Request dependencies: the hub context, the authenticated principal, paging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from gatehub.domain.model import Device
+from gatehub.domain.permissions import Action, Principal, Resource
+from gatehub.errors import NotFound, Unauthenticated
+from gatehub.transports.http.context import HubContext
+
+
+def hub(request: Request) -> HubContext:
+    ctx: HubContext = request.app.state.hub
+    return ctx
+
+
+async def principal(request: Request) -> Principal:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+    return await hub(request).store.accounts.authenticate(token.strip())
+
+
+Hub = Annotated[HubContext, Depends(hub)]
+Caller = Annotated[Principal, Depends(principal)]
+
+
+@dataclass(slots=True)
+class Page:
+    offset: int
+    limit: int
+
+
+def page(
+    request: Request,
+    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, description="Items to return (at most the server's page limit)")] = 100,
+) -> Page:
+    return Page(offset, min(limit, hub(request).settings.http_page_limit))
+
+
+Paging = Annotated[Page, Depends(page)]
+
+
+async def device_for(ctx: HubContext, p: Principal, device_id: str, resource: Resource, action: Action) -> Device:
+    """Load a device the caller may act on; another tenant's device is simply not found."""
+    p.require(resource, action)
+    dev = await ctx.store.devices.get(None if p.is_system else p.tenant_id, device_id)
+    if p.customer_id is not None and dev.customer_id != p.customer_id:
+        raise NotFound(f"device {device_id} not found")
+    return dev

@@ -1,0 +1,105 @@
+"""The one place where exceptions become HTTP error bodies.
+
+Every error body is ``{"error": {"code": "...", "message": "...", "details": [...]?}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gatehub.errors import DomainError, GatehubError, StorageError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return Response(orjson.dumps({"error": body}), status_code=status, media_type="application/json")
+
+
+def _loc(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_r: Request, exc: DomainError) -> Response:
+        return error_response(exc.http_status, exc.code, exc.message)
+
+    @app.exception_handler(StorageError)
+    async def _storage(_r: Request, exc: StorageError) -> Response:
+        log.error("storage error: %s", exc)
+        return error_response(503, "storage_unavailable", "the database could not complete the request")
+
+    @app.exception_handler(GatehubError)
+    async def _other(_r: Request, exc: GatehubError) -> Response:
+        log.error("error: %s", exc)
+        return error_response(500, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> Response:
+        details = [{"field": _loc(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()]
+        first = details[0] if details else {"field": "request", "message": "invalid"}
+        return error_response(400, "invalid_input", f"{first['field']}: {first['message']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before they are read whole."""
+
+    def __init__(self, app: ASGIApp, limit: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    if int(value) > self.limit:
+                        await self._refuse(scope, receive, send)
+                        return
+                except ValueError:
+                    await error_response(400, "invalid_input", "bad Content-Length")(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return msg
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = error_response(413, "payload_too_large", f"request body is larger than {self.limit} bytes")
+        await resp(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

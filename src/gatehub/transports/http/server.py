@@ -1,0 +1,60 @@
+"""Running an ASGI app on a socket we bind, with uvicorn, inside our own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger(__name__)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class HttpServer:
+    """A uvicorn server on a pre-bound socket; ``port`` is known before it starts serving."""
+
+    def __init__(self, app: Any, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
+                 name: str = "http") -> None:
+        self.name = name
+        self.sock = bind_socket(host, port)
+        self.port: int = self.sock.getsockname()[1]
+        self.host = host
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5, h11_max_incomplete_event_size=64 * 1024)
+        self._ssl = ssl_context
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = self.server.config
+        if not config.loaded:
+            config.load()
+        self.server.lifespan = config.lifespan_class(config)
+        # uvicorn builds contexts from files; ours comes ready-made (and may swap per handshake)
+        config.ssl = self._ssl
+        await self.server.startup(sockets=[self.sock])
+        self._task = asyncio.create_task(self.server.main_loop(), name=f"{self.name}-main-loop")
+        log.info("%s listening on %s:%d", self.name, self.host, self.port)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.server.shutdown(sockets=[self.sock])
+        self.sock.close()
