@@ -23,9 +23,7 @@ class Settings(BaseSettings):
 
     # where things live
     data_dir: Path = Field(Path("var"), description="Folder for the SQLite database, the CA and keys")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty = sqlite+aiosqlite:///<data_dir>/gatehub.db"
-    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty = sqlite+aiosqlite:///<data_dir>/gatehub.db")
     # listeners (port 0 = pick a free port; -1 = listener off)
     bind_host: str = Field("0.0.0.0", description="Address every listener binds to")
     http_port: int = Field(8080, description="REST API + console (HTTP)")
@@ -48,8 +46,14 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="debug, info, warning, error")
 
     @field_validator(
-        "http_port", "iotda_port", "mqtt_port", "mqtts_port", "mqtt_ws_port", "grpc_port",
-        "devicelink_port_min", "devicelink_port_max",
+        "http_port",
+        "iotda_port",
+        "mqtt_port",
+        "mqtts_port",
+        "mqtt_ws_port",
+        "grpc_port",
+        "devicelink_port_min",
+        "devicelink_port_max",
     )
     @classmethod
     def _port(cls, v: int) -> int:

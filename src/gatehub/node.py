@@ -80,12 +80,15 @@ class Node:
         self.db = Database.open(s.effective_database_url)
         await self.db.migrate()
         self.store = Store(self.db, self.bus)
-        self.writer = IngestWriter(s.effective_database_url, queue_size=s.ingest_queue_size,
-                                   batch_rows=s.ingest_batch_rows, on_commit=commit_publisher(self.bus))
+        self.writer = IngestWriter(
+            s.effective_database_url,
+            queue_size=s.ingest_queue_size,
+            batch_rows=s.ingest_batch_rows,
+            on_commit=commit_publisher(self.bus),
+        )
         await self.writer.start()
         await self._first_start()
-        self.ctx = HubContext(settings=s, store=self.store, writer=self.writer, bus=self.bus,
-                              started_at=time.time())
+        self.ctx = HubContext(settings=s, store=self.store, writer=self.writer, bus=self.bus, started_at=time.time())
         for factory in self.factories:
             comp = await factory(self)
             if comp is not None:
@@ -105,8 +108,9 @@ class Node:
                 return
             except GatehubError:
                 log.warning("%s holds no valid key for this database; writing a new one", path)
-        _info, token = await self.store.accounts.create_api_key("system administrator (first start)",
-                                                                Role.SYSTEM_ADMIN, None)
+        _info, token = await self.store.accounts.create_api_key(
+            "system administrator (first start)", Role.SYSTEM_ADMIN, None
+        )
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

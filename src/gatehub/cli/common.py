@@ -30,7 +30,9 @@ def settings_from(config: str | None, overrides: dict[str, Any] | None = None) -
 
 
 @asynccontextmanager
-async def opened_store(settings: Settings, with_writer: bool = False) -> AsyncIterator[tuple[Store, IngestWriter | None]]:
+async def opened_store(
+    settings: Settings, with_writer: bool = False
+) -> AsyncIterator[tuple[Store, IngestWriter | None]]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.open(settings.effective_database_url)
     writer: IngestWriter | None = None
@@ -55,8 +57,7 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(fn())  # type: ignore[arg-type]
     except GatehubError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2 if exc.code in {"invalid_input", "not_found", "already_exists", "conflict"} else 1)\
-            from None
+        raise typer.Exit(2 if exc.code in {"invalid_input", "not_found", "already_exists", "conflict"} else 1) from None
 
 
 def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:

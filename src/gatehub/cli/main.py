@@ -13,8 +13,9 @@ from gatehub.cli.common import ConfigOpt, err_console, settings_from
 from gatehub.config import describe_settings
 from gatehub.errors import ConfigError
 
-app = typer.Typer(help="gatehub: a self-hosted IoT gateway hub", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="gatehub: a self-hosted IoT gateway hub", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 app.add_typer(manage.tenant_app, name="tenant")
 app.add_typer(manage.customer_app, name="customer")
 app.add_typer(manage.apikey_app, name="apikey")
@@ -24,8 +25,9 @@ app.add_typer(manage.device_app, name="device")
 
 
 def _settings_help() -> str:
-    lines = ["Settings (environment variable, default) — set with --set NAME=VALUE, the environment or"
-             " a TOML file:\n\n"]
+    lines = [
+        "Settings (environment variable, default) — set with --set NAME=VALUE, the environment or a TOML file:\n\n"
+    ]
     for name, env, default, desc in describe_settings():
         lines.append(f"{name} ({env}, default {default}): {desc}\n\n")
     return "".join(lines)
@@ -52,8 +54,12 @@ def serve(
 ) -> None:
     """Start a hub node on the embedded defaults (SQLite in ./var) or the given settings."""
     overrides = _parse_sets(set_)
-    for name, value in (("data_dir", data_dir), ("database_url", database_url), ("http_port", http_port),
-                        ("bind_host", bind_host)):
+    for name, value in (
+        ("data_dir", data_dir),
+        ("database_url", database_url),
+        ("http_port", http_port),
+        ("bind_host", bind_host),
+    ):
         if value is not None:
             overrides[name] = value
     try:
@@ -61,9 +67,9 @@ def serve(
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from gatehub.node import run_loop, serve as serve_node
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gatehub.node import run_loop
+    from gatehub.node import serve as serve_node
 
     run_loop(serve_node(settings))
 

@@ -30,11 +30,16 @@ def _t(t: Any) -> dict[str, Any]:
 
 
 @tenant_app.command("create")
-def tenant_create(tenant_id: str, name: str = typer.Option(None, help="Display name"), config: str = ConfigOpt,
-                  json: bool = JsonOpt) -> None:
+def tenant_create(
+    tenant_id: str,
+    name: str = typer.Option(None, help="Display name"),
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             return _t(await st.accounts.create_tenant(tenant_id, name))
+
     emit(run(go), json)
 
 
@@ -44,29 +49,38 @@ def tenant_list(config: str = ConfigOpt, json: bool = JsonOpt) -> None:
         async with opened_store(settings_from(config)) as (st, _):
             items, _total = await st.accounts.list_tenants(0, 100_000)
             return [_t(t) for t in items]
+
     emit(run(go), json, title="tenants")
 
 
 @tenant_app.command("delete")
-def tenant_delete(tenant_id: str, config: str = ConfigOpt,
-                  yes: bool = typer.Option(False, "--yes", help="Do not ask")) -> None:
+def tenant_delete(
+    tenant_id: str, config: str = ConfigOpt, yes: bool = typer.Option(False, "--yes", help="Do not ask")
+) -> None:
     if not yes:
         typer.confirm(f"Delete tenant {tenant_id} and everything in it?", abort=True)
 
     async def go() -> None:
         async with opened_store(settings_from(config)) as (st, _):
             await st.accounts.delete_tenant(tenant_id)
+
     run(go)
     typer.echo(f"deleted tenant {tenant_id}")
 
 
 @customer_app.command("create")
-def customer_create(customer_id: str, tenant: str = TenantOpt, name: str = typer.Option(None),
-                    config: str = ConfigOpt, json: bool = JsonOpt) -> None:
+def customer_create(
+    customer_id: str,
+    tenant: str = TenantOpt,
+    name: str = typer.Option(None),
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             c = await st.accounts.create_customer(tenant, customer_id, name)
             return {"id": c.id, "tenantId": c.tenant_id, "name": c.name}
+
     emit(run(go), json)
 
 
@@ -74,8 +88,10 @@ def customer_create(customer_id: str, tenant: str = TenantOpt, name: str = typer
 def customer_list(tenant: str = TenantOpt, config: str = ConfigOpt, json: bool = JsonOpt) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
-            return [{"id": c.id, "tenantId": c.tenant_id, "name": c.name}
-                    for c in await st.accounts.list_customers(tenant)]
+            return [
+                {"id": c.id, "tenantId": c.tenant_id, "name": c.name} for c in await st.accounts.list_customers(tenant)
+            ]
+
     emit(run(go), json)
 
 
@@ -86,7 +102,8 @@ def apikey_create(
     tenant: str = typer.Option(None, "--tenant", "-t", help="Tenant (not for system-admin keys)"),
     customer: str = typer.Option(None, help="Limit the key to one customer's devices"),
     permissions: str = typer.Option(None, help='Extra rights as JSON, e.g. \'{"device": ["read"]}\''),
-    config: str = ConfigOpt, json: bool = JsonOpt,
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
 ) -> None:
     perms = None
     if permissions:
@@ -99,6 +116,7 @@ def apikey_create(
         async with opened_store(settings_from(config)) as (st, _):
             info, token = await st.accounts.create_api_key(name, role, tenant, customer, perms)
             return {**info, "key": token}
+
     out = run(go)
     emit(out, json, ["id", "name", "role", "tenantId", "key"])
     if not json:
@@ -106,11 +124,13 @@ def apikey_create(
 
 
 @apikey_app.command("list")
-def apikey_list(tenant: str = typer.Option(None, "--tenant", "-t"), config: str = ConfigOpt,
-                json: bool = JsonOpt) -> None:
+def apikey_list(
+    tenant: str = typer.Option(None, "--tenant", "-t"), config: str = ConfigOpt, json: bool = JsonOpt
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             return await st.accounts.list_api_keys(tenant)
+
     emit(run(go), json, ["id", "name", "role", "tenantId", "customerId"])
 
 
@@ -119,13 +139,20 @@ def apikey_revoke(key_id: str, config: str = ConfigOpt) -> None:
     async def go() -> None:
         async with opened_store(settings_from(config)) as (st, _):
             await st.accounts.delete_api_key(key_id)
+
     run(go)
     typer.echo(f"revoked API key {key_id}")
 
 
 def _p(p: Any, secret: bool = False) -> dict[str, Any]:
-    out = {"id": p.id, "tenantId": p.tenant_id, "name": p.name, "nodeType": p.node_type.value,
-           "trustedGatewayAdd": p.trusted_gateway_add, "dynamicRegister": p.dynamic_register}
+    out = {
+        "id": p.id,
+        "tenantId": p.tenant_id,
+        "name": p.name,
+        "nodeType": p.node_type.value,
+        "trustedGatewayAdd": p.trusted_gateway_add,
+        "dynamicRegister": p.dynamic_register,
+    }
     if secret:
         out["secret"] = p.secret
     return out
@@ -133,12 +160,15 @@ def _p(p: Any, secret: bool = False) -> dict[str, Any]:
 
 @product_app.command("create")
 def product_create(
-    product_id: str, tenant: str = TenantOpt, name: str = typer.Option(None),
+    product_id: str,
+    tenant: str = TenantOpt,
+    name: str = typer.Option(None),
     node_type: NodeType = typer.Option(NodeType.DIRECT, "--node-type", help="direct, gateway or sub-device"),
     thing_model: typer.FileText = typer.Option(None, "--thing-model", help="Thing model JSON file"),
     trusted_gateway_add: bool = typer.Option(False, help="Gateways may add its devices by name alone"),
     dynamic_register: bool = typer.Option(False, help="Allow dynamic registration of pre-registered names"),
-    config: str = ConfigOpt, json: bool = JsonOpt,
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
 ) -> None:
     model = None
     if thing_model is not None:
@@ -149,8 +179,13 @@ def product_create(
 
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
-            return _p(await st.catalog.create_product(tenant, product_id, name, node_type, model,
-                                                      trusted_gateway_add, dynamic_register), True)
+            return _p(
+                await st.catalog.create_product(
+                    tenant, product_id, name, node_type, model, trusted_gateway_add, dynamic_register
+                ),
+                True,
+            )
+
     emit(run(go), json)
 
 
@@ -160,6 +195,7 @@ def product_list(tenant: str = TenantOpt, config: str = ConfigOpt, json: bool = 
         async with opened_store(settings_from(config)) as (st, _):
             items, _ = await st.catalog.list_products(tenant, 0, 100_000)
             return [_p(p) for p in items]
+
     emit(run(go), json, title="products")
 
 
@@ -168,6 +204,7 @@ def product_delete(product_id: str, tenant: str = TenantOpt, config: str = Confi
     async def go() -> None:
         async with opened_store(settings_from(config)) as (st, _):
             await st.catalog.delete_product(tenant, product_id)
+
     run(go)
     typer.echo(f"deleted product {product_id}")
 
@@ -175,47 +212,85 @@ def product_delete(product_id: str, tenant: str = TenantOpt, config: str = Confi
 DEV_COLS = ["id", "number", "name", "kind", "productId", "parentId", "presence"]
 
 
-def _create_device(tenant: str, name: str, product: str, device_id: str | None, parent: str | None,
-                   token: str | None, config: str | None, json: bool, want_gateway: bool) -> None:
+def _create_device(
+    tenant: str,
+    name: str,
+    product: str,
+    device_id: str | None,
+    parent: str | None,
+    token: str | None,
+    config: str | None,
+    json: bool,
+    want_gateway: bool,
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             if want_gateway and (await st.catalog.get_product(tenant, product)).node_type is not NodeType.GATEWAY:
                 raise InvalidInput(f"product {product} is not a gateway product")
-            d = await st.devices.create(tenant, name, product, device_id=device_id, parent_id=parent,
-                                        access_token=token)
+            d = await st.devices.create(
+                tenant, name, product, device_id=device_id, parent_id=parent, access_token=token
+            )
             return {**d.public(), "accessToken": d.access_token, "secret": d.secret}
+
     emit(run(go), json, [*DEV_COLS, "accessToken", "secret"])
 
 
 @device_app.command("create")
-def device_create(name: str, tenant: str = TenantOpt, product: str = typer.Option(..., "--product", "-p"),
-                  device_id: str = typer.Option(None, "--id", help="Immutable id (default: {product}_{name})"),
-                  parent: str = typer.Option(None, "--gateway", "-g", help="Gateway of a sub-device"),
-                  token: str = typer.Option(None, "--token", help="Access token (default: random)"),
-                  config: str = ConfigOpt, json: bool = JsonOpt) -> None:
+def device_create(
+    name: str,
+    tenant: str = TenantOpt,
+    product: str = typer.Option(..., "--product", "-p"),
+    device_id: str = typer.Option(None, "--id", help="Immutable id (default: {product}_{name})"),
+    parent: str = typer.Option(None, "--gateway", "-g", help="Gateway of a sub-device"),
+    token: str = typer.Option(None, "--token", help="Access token (default: random)"),
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
     _create_device(tenant, name, product, device_id, parent, token, config, json, False)
 
 
 @gateway_app.command("create")
-def gateway_create(name: str, tenant: str = TenantOpt, product: str = typer.Option(..., "--product", "-p"),
-                   device_id: str = typer.Option(None, "--id"), token: str = typer.Option(None, "--token"),
-                   config: str = ConfigOpt, json: bool = JsonOpt) -> None:
+def gateway_create(
+    name: str,
+    tenant: str = TenantOpt,
+    product: str = typer.Option(..., "--product", "-p"),
+    device_id: str = typer.Option(None, "--id"),
+    token: str = typer.Option(None, "--token"),
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
     _create_device(tenant, name, product, device_id, None, token, config, json, True)
 
 
 @device_app.command("list")
-def device_list(tenant: str = TenantOpt, kind: DeviceKind = typer.Option(None),
-                product: str = typer.Option(None, "--product", "-p"),
-                gateway: str = typer.Option(None, "--gateway", "-g"),
-                presence: Presence = typer.Option(None), name_prefix: str = typer.Option(None, "--name-prefix"),
-                offset: int = typer.Option(0, min=0), limit: int = typer.Option(100, min=1),
-                config: str = ConfigOpt, json: bool = JsonOpt) -> None:
+def device_list(
+    tenant: str = TenantOpt,
+    kind: DeviceKind = typer.Option(None),
+    product: str = typer.Option(None, "--product", "-p"),
+    gateway: str = typer.Option(None, "--gateway", "-g"),
+    presence: Presence = typer.Option(None),
+    name_prefix: str = typer.Option(None, "--name-prefix"),
+    offset: int = typer.Option(0, min=0),
+    limit: int = typer.Option(100, min=1),
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             items, _ = await st.devices.list_devices(
-                tenant, DeviceFilter(kind=kind, product_id=product, parent_id=gateway, presence=presence,
-                                     name_prefix=name_prefix), offset, limit)
+                tenant,
+                DeviceFilter(
+                    kind=kind,
+                    product_id=product,
+                    parent_id=gateway,
+                    presence=presence,
+                    name_prefix=name_prefix,
+                ),
+                offset,
+                limit,
+            )
             return [d.public() for d in items]
+
     emit(run(go), json, DEV_COLS, title="devices")
 
 
@@ -225,6 +300,7 @@ def gateway_list(tenant: str = TenantOpt, config: str = ConfigOpt, json: bool = 
         async with opened_store(settings_from(config)) as (st, _):
             items, _ = await st.devices.list_devices(tenant, DeviceFilter(kind=DeviceKind.GATEWAY), 0, 100_000)
             return [d.public() for d in items]
+
     emit(run(go), json, DEV_COLS, title="gateways")
 
 
@@ -234,6 +310,7 @@ def gateway_devices(gateway_id: str, tenant: str = TenantOpt, config: str = Conf
         async with opened_store(settings_from(config)) as (st, _):
             gw = await st.devices.get(tenant, gateway_id)
             return [d.public() for d in await st.devices.children(gw.id)]
+
     emit(run(go), json, DEV_COLS, title=f"sub-devices of {gateway_id}")
 
 
@@ -243,25 +320,33 @@ def device_get(device_id: str, tenant: str = TenantOpt, config: str = ConfigOpt,
         async with opened_store(settings_from(config)) as (st, _):
             d = await st.devices.get(tenant, device_id)
             return {**d.public(), "accessToken": d.access_token}
+
     emit(run(go), json)
 
 
 @device_app.command("rename")
-def device_rename(device_id: str, name: str, tenant: str = TenantOpt, config: str = ConfigOpt,
-                  json: bool = JsonOpt) -> None:
+def device_rename(
+    device_id: str, name: str, tenant: str = TenantOpt, config: str = ConfigOpt, json: bool = JsonOpt
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             return (await st.devices.rename(tenant, device_id, name)).public()
+
     emit(run(go), json, DEV_COLS)
 
 
 @device_app.command("move")
-def device_move(device_id: str, gateway: str = typer.Option(None, "--gateway", "-g",
-                                                            help="New gateway; omit to detach"),
-                tenant: str = TenantOpt, config: str = ConfigOpt, json: bool = JsonOpt) -> None:
+def device_move(
+    device_id: str,
+    gateway: str = typer.Option(None, "--gateway", "-g", help="New gateway; omit to detach"),
+    tenant: str = TenantOpt,
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             return (await st.devices.set_parent(tenant, device_id, gateway)).public()
+
     emit(run(go), json, DEV_COLS)
 
 
@@ -270,5 +355,6 @@ def device_delete(device_id: str, tenant: str = TenantOpt, config: str = ConfigO
     async def go() -> None:
         async with opened_store(settings_from(config)) as (st, _):
             await st.devices.delete(tenant, device_id)
+
     run(go)
     typer.echo(f"deleted device {device_id}")

@@ -47,8 +47,14 @@ ALL = frozenset((r, a) for r in Resource for a in Action)
 READ_ALL = frozenset((r, Action.READ) for r in Resource)
 OPERATOR_WRITES = frozenset(
     (r, a)
-    for r in (Resource.DEVICE, Resource.GATEWAY, Resource.RPC, Resource.TELEMETRY, Resource.ATTRIBUTE,
-              Resource.DEVICE_LINK)
+    for r in (
+        Resource.DEVICE,
+        Resource.GATEWAY,
+        Resource.RPC,
+        Resource.TELEMETRY,
+        Resource.ATTRIBUTE,
+        Resource.DEVICE_LINK,
+    )
     for a in Action
 )
 ROLE_RIGHTS: dict[Role, frozenset[tuple[Resource, Action]]] = {

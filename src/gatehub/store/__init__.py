@@ -17,8 +17,17 @@ from gatehub.store.devices import DeviceFilter, Devices
 from gatehub.store.ingest import IngestWriter, WriteBatch, WriteResult
 
 __all__ = [
-    "Accounts", "Catalog", "Data", "Database", "DeviceFilter", "Devices", "IngestWriter", "Store",
-    "WriteBatch", "WriteResult", "commit_publisher",
+    "Accounts",
+    "Catalog",
+    "Data",
+    "Database",
+    "DeviceFilter",
+    "Devices",
+    "IngestWriter",
+    "Store",
+    "WriteBatch",
+    "WriteResult",
+    "commit_publisher",
 ]
 
 
@@ -51,8 +60,10 @@ def commit_publisher(bus: Bus) -> Callable[[Sequence[WriteBatch]], None]:
                 for dev, scope, key, value, _ts in b.attributes:
                     per_scope.setdefault((dev, scope), {})[key] = orjson.loads(value)
                 for (dev, scope), data in per_scope.items():
-                    bus.publish(f"t.{b.tenant_id}.attributes.{dev}",
-                                {"type": "attributes", "deviceId": dev, "scope": scope, "data": data})
+                    bus.publish(
+                        f"t.{b.tenant_id}.attributes.{dev}",
+                        {"type": "attributes", "deviceId": dev, "scope": scope, "data": data},
+                    )
             for _tenant, ev_dev, ts, type_, body in b.events:
                 subject = f"t.{b.tenant_id}.message.{ev_dev or '_'}"
                 if bus.has_subscribers(subject):

@@ -70,8 +70,9 @@ class Accounts:
         cu = Customer(customer_id, tenant_id, check_name(name or customer_id), now_ms())
         try:
             async with self.db.begin() as c:
-                await c.execute(insert(customers).values(id=cu.id, tenant_id=tenant_id, name=cu.name,
-                                                         created_at=cu.created_at))
+                await c.execute(
+                    insert(customers).values(id=cu.id, tenant_id=tenant_id, name=cu.name, created_at=cu.created_at)
+                )
         except Exception as exc:
             if _is_integrity(exc):
                 raise AlreadyExists(f"customer {customer_id} already exists") from None
@@ -80,16 +81,20 @@ class Accounts:
 
     async def get_customer(self, tenant_id: str, customer_id: str) -> Customer:
         async with self.db.connect() as c:
-            r = (await c.execute(select(customers).where(customers.c.id == customer_id,
-                                                         customers.c.tenant_id == tenant_id))).first()
+            r = (
+                await c.execute(
+                    select(customers).where(customers.c.id == customer_id, customers.c.tenant_id == tenant_id)
+                )
+            ).first()
         if r is None:
             raise NotFound(f"customer {customer_id} not found")
         return Customer(r.id, r.tenant_id, r.name, r.created_at)
 
     async def list_customers(self, tenant_id: str) -> list[Customer]:
         async with self.db.connect() as c:
-            rows = (await c.execute(select(customers).where(customers.c.tenant_id == tenant_id)
-                                    .order_by(customers.c.id))).all()
+            rows = (
+                await c.execute(select(customers).where(customers.c.tenant_id == tenant_id).order_by(customers.c.id))
+            ).all()
         return [Customer(r.id, r.tenant_id, r.name, r.created_at) for r in rows]
 
     # API keys ------------------------------------------------------------------------------
@@ -116,10 +121,16 @@ class Accounts:
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(24)
         row = {
-            "id": key_id, "tenant_id": tenant_id, "customer_id": customer_id, "name": name,
-            "role": role.value, "permissions": {r.value: sorted({a.value for rr, a in rights if rr == r})
-                                                for r in {rr for rr, _ in rights}},
-            "secret_hash": _hash(secret), "created_at": now_ms(),
+            "id": key_id,
+            "tenant_id": tenant_id,
+            "customer_id": customer_id,
+            "name": name,
+            "role": role.value,
+            "permissions": {
+                r.value: sorted({a.value for rr, a in rights if rr == r}) for r in {rr for rr, _ in rights}
+            },
+            "secret_hash": _hash(secret),
+            "created_at": now_ms(),
         }
         async with self.db.begin() as c:
             await c.execute(insert(api_keys).values(**row))
@@ -155,15 +166,23 @@ class Accounts:
         if r is None or not hmac.compare_digest(r["secret_hash"], _hash(parts[2])):
             raise Unauthenticated("unknown or revoked API key")
         return Principal(
-            key_id=r["id"], role=Role(r["role"]), tenant_id=r["tenant_id"], customer_id=r["customer_id"],
+            key_id=r["id"],
+            role=Role(r["role"]),
+            tenant_id=r["tenant_id"],
+            customer_id=r["customer_id"],
             rights=parse_permissions(r["permissions"]),
         )
 
 
 def _public_key(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": r["id"], "name": r["name"], "role": r["role"], "tenantId": r["tenant_id"],
-        "customerId": r["customer_id"], "permissions": r["permissions"], "createdAt": r["created_at"],
+        "id": r["id"],
+        "name": r["name"],
+        "role": r["role"],
+        "tenantId": r["tenant_id"],
+        "customerId": r["customer_id"],
+        "permissions": r["permissions"],
+        "createdAt": r["created_at"],
     }
 
 

@@ -16,9 +16,15 @@ from gatehub.store.tables import devices, products
 
 def _product(r: Any) -> Product:
     return Product(
-        id=r.id, tenant_id=r.tenant_id, name=r.name, node_type=NodeType(r.node_type), secret=r.secret,
-        thing_model=r.thing_model or {}, trusted_gateway_add=r.trusted_gateway_add,
-        dynamic_register=r.dynamic_register, created_at=r.created_at,
+        id=r.id,
+        tenant_id=r.tenant_id,
+        name=r.name,
+        node_type=NodeType(r.node_type),
+        secret=r.secret,
+        thing_model=r.thing_model or {},
+        trusted_gateway_add=r.trusted_gateway_add,
+        dynamic_register=r.dynamic_register,
+        created_at=r.created_at,
     )
 
 
@@ -41,17 +47,31 @@ class Catalog:
         if thing_model is not None and not isinstance(thing_model, dict):
             raise InvalidInput("thingModel must be an object")
         p = Product(
-            id=product_id, tenant_id=tenant_id, name=check_name(name or product_id), node_type=node_type,
-            secret=secret or new_secret(), thing_model=thing_model or {},
-            trusted_gateway_add=trusted_gateway_add, dynamic_register=dynamic_register, created_at=now_ms(),
+            id=product_id,
+            tenant_id=tenant_id,
+            name=check_name(name or product_id),
+            node_type=node_type,
+            secret=secret or new_secret(),
+            thing_model=thing_model or {},
+            trusted_gateway_add=trusted_gateway_add,
+            dynamic_register=dynamic_register,
+            created_at=now_ms(),
         )
         try:
             async with self.db.begin() as c:
-                await c.execute(insert(products).values(
-                    id=p.id, tenant_id=p.tenant_id, name=p.name, node_type=p.node_type.value, secret=p.secret,
-                    thing_model=p.thing_model, trusted_gateway_add=p.trusted_gateway_add,
-                    dynamic_register=p.dynamic_register, created_at=p.created_at,
-                ))
+                await c.execute(
+                    insert(products).values(
+                        id=p.id,
+                        tenant_id=p.tenant_id,
+                        name=p.name,
+                        node_type=p.node_type.value,
+                        secret=p.secret,
+                        thing_model=p.thing_model,
+                        trusted_gateway_add=p.trusted_gateway_add,
+                        dynamic_register=p.dynamic_register,
+                        created_at=p.created_at,
+                    )
+                )
         except Exception as exc:
             if _is_integrity(exc):
                 raise AlreadyExists(f"a product {product_id!r} or named {p.name!r} already exists") from None
@@ -70,16 +90,25 @@ class Catalog:
 
     async def find_product_by_name(self, tenant_id: str, name: str) -> Product | None:
         async with self.db.connect() as c:
-            r = (await c.execute(select(products).where(products.c.tenant_id == tenant_id,
-                                                        products.c.name == name))).first()
+            r = (
+                await c.execute(select(products).where(products.c.tenant_id == tenant_id, products.c.name == name))
+            ).first()
         return None if r is None else _product(r)
 
     async def list_products(self, tenant_id: str, offset: int = 0, limit: int = 100) -> tuple[list[Product], int]:
         async with self.db.connect() as c:
-            total = (await c.execute(select(func.count()).select_from(products)
-                                     .where(products.c.tenant_id == tenant_id))).scalar_one()
-            rows = (await c.execute(select(products).where(products.c.tenant_id == tenant_id)
-                                    .order_by(products.c.id).offset(offset).limit(limit))).all()
+            total = (
+                await c.execute(select(func.count()).select_from(products).where(products.c.tenant_id == tenant_id))
+            ).scalar_one()
+            rows = (
+                await c.execute(
+                    select(products)
+                    .where(products.c.tenant_id == tenant_id)
+                    .order_by(products.c.id)
+                    .offset(offset)
+                    .limit(limit)
+                )
+            ).all()
         return [_product(r) for r in rows], total
 
     async def update_product(self, tenant_id: str, product_id: str, **changes: Any) -> Product:
@@ -103,8 +132,9 @@ class Catalog:
     async def delete_product(self, tenant_id: str, product_id: str) -> None:
         await self.get_product(tenant_id, product_id)
         async with self.db.begin() as c:
-            used = (await c.execute(select(func.count()).select_from(devices)
-                                    .where(devices.c.product_id == product_id))).scalar_one()
+            used = (
+                await c.execute(select(func.count()).select_from(devices).where(devices.c.product_id == product_id))
+            ).scalar_one()
             if used:
                 raise Conflict(f"product {product_id} still has {used} device(s); delete them first")
             await c.execute(delete(products).where(products.c.id == product_id))

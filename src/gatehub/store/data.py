@@ -39,13 +39,26 @@ class Data:
         if end <= start:
             raise InvalidInput("end must be after start")
         cond: list[ColumnElement[bool]] = [
-            telemetry.c.ts >= start, telemetry.c.ts < end, telemetry.c.device_id == device_id,
+            telemetry.c.ts >= start,
+            telemetry.c.ts < end,
+            telemetry.c.device_id == device_id,
         ]
         if keys:
             cond.append(telemetry.c.key.in_(keys))
         col = telemetry.c.ts.desc() if order == "desc" else telemetry.c.ts.asc()
-        q = (select(telemetry.c.ts, telemetry.c.key, telemetry.c.kind, telemetry.c.v_int, telemetry.c.v_float,
-                    telemetry.c.v_str).where(and_(*cond)).order_by(col).limit(limit))
+        q = (
+            select(
+                telemetry.c.ts,
+                telemetry.c.key,
+                telemetry.c.kind,
+                telemetry.c.v_int,
+                telemetry.c.v_float,
+                telemetry.c.v_str,
+            )
+            .where(and_(*cond))
+            .order_by(col)
+            .limit(limit)
+        )
         out: dict[str, list[dict[str, Any]]] = {}
         async with self.db.connect() as c:
             for r in (await c.execute(q)).all():
@@ -69,23 +82,33 @@ class Data:
             raise InvalidInput(f"too many intervals (more than {MAX_BUCKETS}); use a larger interval")
         num = func.coalesce(telemetry.c.v_float, telemetry.c.v_int * literal(1.0))
         bucket = ((telemetry.c.ts - start) // interval).label("bucket")
-        fn = {"min": func.min(num), "max": func.max(num), "avg": func.avg(num), "sum": func.sum(num),
-              "count": func.count()}[agg]
+        fn = {
+            "min": func.min(num),
+            "max": func.max(num),
+            "avg": func.avg(num),
+            "sum": func.sum(num),
+            "count": func.count(),
+        }[agg]
         cond: list[ColumnElement[bool]] = [
-            telemetry.c.ts >= start, telemetry.c.ts < end, telemetry.c.device_id == device_id,
+            telemetry.c.ts >= start,
+            telemetry.c.ts < end,
+            telemetry.c.device_id == device_id,
         ]
         if agg != "count":
             cond.append(telemetry.c.kind.in_(("b", "i", "f")))
         if keys:
             cond.append(telemetry.c.key.in_(keys))
-        q = (select(bucket, telemetry.c.key, fn.label("value"), func.count().label("n"))
-             .where(and_(*cond)).group_by(bucket, telemetry.c.key).order_by(bucket))
+        q = (
+            select(bucket, telemetry.c.key, fn.label("value"), func.count().label("n"))
+            .where(and_(*cond))
+            .group_by(bucket, telemetry.c.key)
+            .order_by(bucket)
+        )
         out: dict[str, list[dict[str, Any]]] = {}
         async with self.db.connect() as c:
             for r in (await c.execute(q)).all():
                 value = int(r.value) if agg == "count" else (float(r.value) if r.value is not None else None)
-                out.setdefault(r.key, []).append({"ts": start + int(r.bucket) * interval, "value": value,
-                                                  "count": r.n})
+                out.setdefault(r.key, []).append({"ts": start + int(r.bucket) * interval, "value": value, "count": r.n})
         return out
 
     async def latest(self, device_id: str, keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -112,25 +135,46 @@ class Data:
         return out
 
     async def attributes_detailed(self, device_id: str, scope: AttributeScope) -> list[dict[str, Any]]:
-        q = (select(attributes).where(attributes.c.device_id == device_id, attributes.c.scope == scope.value)
-             .order_by(attributes.c.key))
+        q = (
+            select(attributes)
+            .where(attributes.c.device_id == device_id, attributes.c.scope == scope.value)
+            .order_by(attributes.c.key)
+        )
         async with self.db.connect() as c:
             rows = (await c.execute(q)).all()
         return [{"key": r.key, "value": orjson.loads(r.value), "lastUpdateTs": r.updated_at} for r in rows]
 
     async def delete_attributes(self, device_id: str, scope: AttributeScope, keys: list[str]) -> list[str]:
         async with self.db.begin() as c:
-            present = [r.key for r in (await c.execute(select(attributes.c.key).where(
-                attributes.c.device_id == device_id, attributes.c.scope == scope.value,
-                attributes.c.key.in_(keys)))).all()]
-            await c.execute(delete(attributes).where(attributes.c.device_id == device_id,
-                                                     attributes.c.scope == scope.value,
-                                                     attributes.c.key.in_(keys)))
+            present = [
+                r.key
+                for r in (
+                    await c.execute(
+                        select(attributes.c.key).where(
+                            attributes.c.device_id == device_id,
+                            attributes.c.scope == scope.value,
+                            attributes.c.key.in_(keys),
+                        )
+                    )
+                ).all()
+            ]
+            await c.execute(
+                delete(attributes).where(
+                    attributes.c.device_id == device_id,
+                    attributes.c.scope == scope.value,
+                    attributes.c.key.in_(keys),
+                )
+            )
         return present
 
     async def events(
-        self, tenant_id: str, device_id: str | None = None, type_: str | None = None,
-        start: int | None = None, end: int | None = None, limit: int = 100,
+        self,
+        tenant_id: str,
+        device_id: str | None = None,
+        type_: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 100,
     ) -> list[dict[str, Any]]:
         cond: list[ColumnElement[bool]] = [events.c.tenant_id == tenant_id]
         if device_id:
@@ -144,5 +188,7 @@ class Data:
         q = select(events).where(and_(*cond)).order_by(events.c.id.desc()).limit(limit)
         async with self.db.connect() as c:
             rows = (await c.execute(q)).all()
-        return [{"id": r.id, "deviceId": r.device_id, "ts": r.ts, "type": r.type, "body": orjson.loads(r.body)}
-                for r in rows]
+        return [
+            {"id": r.id, "deviceId": r.device_id, "ts": r.ts, "type": r.type, "body": orjson.loads(r.body)}
+            for r in rows
+        ]

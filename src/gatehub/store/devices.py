@@ -37,10 +37,21 @@ _NODE_RE = re.compile(r"[^A-Za-z0-9_-]")
 
 def _device(r: Any) -> Device:
     return Device(
-        id=r.id, number=r.number, tenant_id=r.tenant_id, name=r.name, product_id=r.product_id,
-        kind=DeviceKind(r.kind), parent_id=r.parent_id, access_token=r.access_token, secret=r.secret,
-        secret_delivered=r.secret_delivered, customer_id=r.customer_id, topology_version=r.topology_version,
-        presence=Presence(r.presence), last_seen=r.last_seen, last_address=r.last_address,
+        id=r.id,
+        number=r.number,
+        tenant_id=r.tenant_id,
+        name=r.name,
+        product_id=r.product_id,
+        kind=DeviceKind(r.kind),
+        parent_id=r.parent_id,
+        access_token=r.access_token,
+        secret=r.secret,
+        secret_delivered=r.secret_delivered,
+        customer_id=r.customer_id,
+        topology_version=r.topology_version,
+        presence=Presence(r.presence),
+        last_seen=r.last_seen,
+        last_address=r.last_address,
         created_at=r.created_at,
     )
 
@@ -89,13 +100,26 @@ class Devices:
             try:
                 async with self.db.begin() as c:
                     number = await _next_number(c)
-                    await c.execute(insert(devices).values(
-                        id=device_id, number=number, tenant_id=tenant_id, name=name, product_id=product_id,
-                        kind=kind.value, parent_id=parent_id, access_token=access_token or new_token(),
-                        secret=secret or new_secret(), secret_delivered=False, customer_id=customer_id,
-                        topology_version=0, presence=Presence.OFFLINE.value, last_seen=None,
-                        last_address=None, created_at=now,
-                    ))
+                    await c.execute(
+                        insert(devices).values(
+                            id=device_id,
+                            number=number,
+                            tenant_id=tenant_id,
+                            name=name,
+                            product_id=product_id,
+                            kind=kind.value,
+                            parent_id=parent_id,
+                            access_token=access_token or new_token(),
+                            secret=secret or new_secret(),
+                            secret_delivered=False,
+                            customer_id=customer_id,
+                            topology_version=0,
+                            presence=Presence.OFFLINE.value,
+                            last_seen=None,
+                            last_address=None,
+                            created_at=now,
+                        )
+                    )
                     if parent_id:
                         await _bump(c, [parent_id])
                 break
@@ -116,8 +140,9 @@ class Devices:
         async with self.db.connect() as c:
             if (await c.execute(select(devices.c.id).where(devices.c.id == device_id))).first():
                 return f"device id {device_id} is taken"
-            if (await c.execute(select(devices.c.id).where(devices.c.tenant_id == tenant_id,
-                                                           devices.c.name == name))).first():
+            if (
+                await c.execute(select(devices.c.id).where(devices.c.tenant_id == tenant_id, devices.c.name == name))
+            ).first():
                 return f"a device named {name!r} already exists in this tenant"
             if token and (await c.execute(select(devices.c.id).where(devices.c.access_token == token))).first():
                 return "this access token is already used by another device"
@@ -135,8 +160,9 @@ class Devices:
 
     async def find_by_name(self, tenant_id: str, name: str) -> Device | None:
         async with self.db.connect() as c:
-            r = (await c.execute(select(devices).where(devices.c.tenant_id == tenant_id,
-                                                       devices.c.name == name))).first()
+            r = (
+                await c.execute(select(devices).where(devices.c.tenant_id == tenant_id, devices.c.name == name))
+            ).first()
         return None if r is None else _device(r)
 
     async def find_by_token(self, token: str) -> Device | None:
@@ -165,14 +191,16 @@ class Devices:
         where = and_(*cond)
         async with self.db.connect() as c:
             total = (await c.execute(select(func.count()).select_from(devices).where(where))).scalar_one()
-            rows = (await c.execute(select(devices).where(where).order_by(devices.c.number)
-                                    .offset(offset).limit(limit))).all()
+            rows = (
+                await c.execute(select(devices).where(where).order_by(devices.c.number).offset(offset).limit(limit))
+            ).all()
         return [_device(r) for r in rows], total
 
     async def children(self, gateway_id: str) -> list[Device]:
         async with self.db.connect() as c:
-            rows = (await c.execute(select(devices).where(devices.c.parent_id == gateway_id)
-                                    .order_by(devices.c.number))).all()
+            rows = (
+                await c.execute(select(devices).where(devices.c.parent_id == gateway_id).order_by(devices.c.number))
+            ).all()
         return [_device(r) for r in rows]
 
     async def rename(self, tenant_id: str, device_id: str, name: str) -> Device:
@@ -201,8 +229,9 @@ class Devices:
     async def delete(self, tenant_id: str, device_id: str) -> None:
         dev = await self.get(tenant_id, device_id)
         async with self.db.begin() as c:
-            orphans = [r.id for r in (await c.execute(select(devices.c.id)
-                                                      .where(devices.c.parent_id == device_id))).all()]
+            orphans = [
+                r.id for r in (await c.execute(select(devices.c.id).where(devices.c.parent_id == device_id))).all()
+            ]
             await c.execute(update(devices).where(devices.c.parent_id == device_id).values(parent_id=None))
             await c.execute(delete(attributes).where(attributes.c.device_id == device_id))
             await c.execute(delete(latest).where(latest.c.device_id == device_id))
@@ -213,8 +242,10 @@ class Devices:
         if dev.parent_id:
             self._topology(tenant_id, dev.parent_id, removed=[device_id])
         if orphans:
-            self._publish(f"t.{tenant_id}.topology.{device_id}",
-                          {"gatewayId": device_id, "deleted": True, "removed": orphans})
+            self._publish(
+                f"t.{tenant_id}.topology.{device_id}",
+                {"gatewayId": device_id, "deleted": True, "removed": orphans},
+            )
 
     async def set_parent(self, tenant_id: str, device_id: str, gateway_id: str | None) -> Device:
         """Attach a sub-device to a gateway (detaching it from its old one), or detach it."""
@@ -233,7 +264,12 @@ class Devices:
         return await self.get(tenant_id, device_id)
 
     async def set_presence(
-        self, tenant_id: str, device_id: str, presence: Presence, *, address: str | None = None,
+        self,
+        tenant_id: str,
+        device_id: str,
+        presence: Presence,
+        *,
+        address: str | None = None,
         cascade: bool = True,
     ) -> None:
         """Mark a device online/offline. A gateway going offline takes its online sub-devices to
@@ -243,32 +279,60 @@ class Devices:
         if address is not None:
             values["last_address"] = address
         async with self.db.begin() as c:
-            r = (await c.execute(select(devices.c.kind, devices.c.presence)
-                                 .where(devices.c.id == device_id, devices.c.tenant_id == tenant_id))).first()
+            r = (
+                await c.execute(
+                    select(devices.c.kind, devices.c.presence).where(
+                        devices.c.id == device_id, devices.c.tenant_id == tenant_id
+                    )
+                )
+            ).first()
             if r is None:
                 raise NotFound(f"device {device_id} not found")
             await c.execute(update(devices).where(devices.c.id == device_id).values(**values))
             affected: list[str] = []
             if cascade and r.kind == DeviceKind.GATEWAY.value and presence is not Presence.ONLINE:
-                affected = [x.id for x in (await c.execute(select(devices.c.id).where(
-                    devices.c.parent_id == device_id, devices.c.presence == Presence.ONLINE.value))).all()]
+                affected = [
+                    x.id
+                    for x in (
+                        await c.execute(
+                            select(devices.c.id).where(
+                                devices.c.parent_id == device_id, devices.c.presence == Presence.ONLINE.value
+                            )
+                        )
+                    ).all()
+                ]
                 if affected:
-                    await c.execute(update(devices).where(devices.c.id.in_(affected))
-                                    .values(presence=Presence.GATEWAY_OFFLINE.value, last_seen=now))
+                    await c.execute(
+                        update(devices)
+                        .where(devices.c.id.in_(affected))
+                        .values(presence=Presence.GATEWAY_OFFLINE.value, last_seen=now)
+                    )
         if r.presence != presence.value:
             self._status(tenant_id, device_id, r.kind, presence, now)
         for sub in affected:
-            self._status(tenant_id, sub, DeviceKind.SUBDEVICE.value, Presence.GATEWAY_OFFLINE, now,
-                         gateway_id=device_id)
+            self._status(
+                tenant_id,
+                sub,
+                DeviceKind.SUBDEVICE.value,
+                Presence.GATEWAY_OFFLINE,
+                now,
+                gateway_id=device_id,
+            )
 
     async def set_many_offline(self, tenant_id: str, device_ids: list[str], presence: Presence) -> None:
         if not device_ids:
             return
         now = now_ms()
         async with self.db.begin() as c:
-            await c.execute(update(devices).where(devices.c.id.in_(device_ids), devices.c.tenant_id == tenant_id,
-                                                  or_(devices.c.presence != presence.value))
-                            .values(presence=presence.value, last_seen=now))
+            await c.execute(
+                update(devices)
+                .where(
+                    devices.c.id.in_(device_ids),
+                    devices.c.tenant_id == tenant_id,
+                    or_(devices.c.presence != presence.value),
+                )
+                .values(presence=presence.value, last_seen=now)
+            )
         for d in device_ids:
             self._status(tenant_id, d, DeviceKind.SUBDEVICE.value, presence, now)
 
@@ -277,20 +341,43 @@ class Devices:
         if self.bus is not None:
             self.bus.publish(subject, data)
 
-    def _status(self, tenant_id: str, device_id: str, kind: str, presence: Presence, ts: int,
-                gateway_id: str | None = None) -> None:
-        msg: dict[str, Any] = {"type": "status", "deviceId": device_id, "kind": kind,
-                               "presence": presence.value, "ts": ts}
+    def _status(
+        self,
+        tenant_id: str,
+        device_id: str,
+        kind: str,
+        presence: Presence,
+        ts: int,
+        gateway_id: str | None = None,
+    ) -> None:
+        msg: dict[str, Any] = {
+            "type": "status",
+            "deviceId": device_id,
+            "kind": kind,
+            "presence": presence.value,
+            "ts": ts,
+        }
         if gateway_id:
             msg["gatewayId"] = gateway_id
         self._publish(f"t.{tenant_id}.status.{device_id}", msg)
 
-    def _topology(self, tenant_id: str, gateway_id: str, added: list[str] | None = None,
-                  removed: list[str] | None = None) -> None:
-        self._publish(f"t.{tenant_id}.topology.{gateway_id}", {
-            "type": "topology", "gatewayId": gateway_id, "added": added or [], "removed": removed or [],
-            "ts": now_ms(),
-        })
+    def _topology(
+        self,
+        tenant_id: str,
+        gateway_id: str,
+        added: list[str] | None = None,
+        removed: list[str] | None = None,
+    ) -> None:
+        self._publish(
+            f"t.{tenant_id}.topology.{gateway_id}",
+            {
+                "type": "topology",
+                "gatewayId": gateway_id,
+                "added": added or [],
+                "removed": removed or [],
+                "ts": now_ms(),
+            },
+        )
 
 
 async def _next_number(c: AsyncConnection) -> int:
@@ -302,5 +389,6 @@ async def _next_number(c: AsyncConnection) -> int:
 
 
 async def _bump(c: AsyncConnection, gateway_ids: list[str]) -> None:
-    await c.execute(update(devices).where(devices.c.id.in_(gateway_ids))
-                    .values(topology_version=devices.c.topology_version + 1))
+    await c.execute(
+        update(devices).where(devices.c.id.in_(gateway_ids)).values(topology_version=devices.c.topology_version + 1)
+    )

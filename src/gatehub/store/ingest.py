@@ -155,7 +155,7 @@ class IngestWriter:
         skip = self._replays(items, seqs)
         try:
             await self._driver.write([i.batch for i in items], skip, seqs)
-        except Exception as exc:  # noqa: BLE001 - every failure is mapped below
+        except Exception as exc:
             if len(items) > 1:
                 log.warning("group commit of %d batches failed (%s); retrying one by one", len(items), exc)
                 for item in items:
@@ -197,7 +197,9 @@ class IngestWriter:
         return skip
 
 
-def _changed_seqs(batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> list[tuple[str, str, int]]:
+def _changed_seqs(
+    batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]
+) -> list[tuple[str, str, int]]:
     gws = {b.sequence[0] for n, b in enumerate(batches) if b.sequence is not None and n not in skip}
     return [(gw, seqs[gw][0], seqs[gw][1]) for gw in sorted(gws)]
 
@@ -225,7 +227,9 @@ async def _open_driver(url: str) -> _Driver:
 
 
 class _SqliteDriver:
-    INSERT_TS = "INSERT OR REPLACE INTO telemetry (ts, device_id, key, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?)"
+    INSERT_TS = (
+        "INSERT OR REPLACE INTO telemetry (ts, device_id, key, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?)"
+    )
     UPSERT_LATEST = (
         "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?) "
         "ON CONFLICT(device_id, key) DO UPDATE SET ts=excluded.ts, kind=excluded.kind, v_int=excluded.v_int, "

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.responses import Response
@@ -25,13 +24,14 @@ class _HubCollector:
         w = self.ctx.writer
         yield CounterMetricFamily("gatehub_ingest_rows", "Telemetry rows committed", value=w.rows_committed)
         yield CounterMetricFamily("gatehub_ingest_batches", "Write batches committed", value=w.batches_committed)
-        yield CounterMetricFamily("gatehub_ingest_transactions", "Group-commit transactions",
-                                  value=w.transactions)
-        yield CounterMetricFamily("gatehub_ingest_commit_seconds", "Time spent committing",
-                                  value=w.commit_seconds)
+        yield CounterMetricFamily("gatehub_ingest_transactions", "Group-commit transactions", value=w.transactions)
+        yield CounterMetricFamily("gatehub_ingest_commit_seconds", "Time spent committing", value=w.commit_seconds)
         yield GaugeMetricFamily("gatehub_ingest_queue_depth", "Batches waiting for the writer", value=w.queue_depth)
-        yield GaugeMetricFamily("gatehub_uptime_seconds", "Seconds since the node started",
-                                value=time.time() - self.ctx.started_at)
+        yield GaugeMetricFamily(
+            "gatehub_uptime_seconds",
+            "Seconds since the node started",
+            value=time.time() - self.ctx.started_at,
+        )
         for name, fn in self.ctx.extras.get("metrics", {}).items():
             yield GaugeMetricFamily(name, name.replace("_", " "), value=fn())
 
@@ -41,7 +41,6 @@ def create_app(ctx: HubContext, extra_routers: list[APIRouter] | None = None) ->
         title="gatehub",
         version=gatehub.__version__,
         description="Management API of a gatehub node. Authenticate with `Authorization: Bearer <API key>`.",
-        default_response_class=ORJSONResponse,
     )
     app.state.hub = ctx
     install_error_handlers(app)
@@ -61,8 +60,12 @@ def create_app(ctx: HubContext, extra_routers: list[APIRouter] | None = None) ->
 
         async with ctx.store.db.connect() as c:
             await c.execute(text("SELECT 1"))
-        return {"status": "ok", "version": gatehub.__version__, "database": ctx.store.db.dialect,
-                "ingestQueue": ctx.writer.queue_depth}
+        return {
+            "status": "ok",
+            "version": gatehub.__version__,
+            "database": ctx.store.db.dialect,
+            "ingestQueue": ctx.writer.queue_depth,
+        }
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:

