@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     grpc_port: int = Field(4010, description="gRPC G-SDK master-gateway API (mTLS)")
     devicelink_port_min: int = Field(40000, description="First port for device links")
     devicelink_port_max: int = Field(40999, description="Last port for device links")
+    tls_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names and addresses in the TLS server certificate (SANs)",
+    )
     # ingest pipeline
     ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")
     ingest_batch_rows: int = Field(20000, ge=1, description="Rows per group-commit transaction (at most)")
@@ -74,6 +78,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'gatehub.db').as_posix()}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
 
     @property
     def admin_key_path(self) -> Path:

@@ -20,9 +20,11 @@ from typing import Any, Protocol
 import orjson
 
 from gatehub.bus import Bus, LocalBus
+from gatehub.components import component_builders
 from gatehub.config import Settings
 from gatehub.domain.permissions import Role
 from gatehub.errors import GatehubError
+from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.store import Database, IngestWriter, Store, commit_publisher
 from gatehub.transports.http.app import create_app
 from gatehub.transports.http.context import HubContext
@@ -57,9 +59,6 @@ class Endpoints:
 
 
 class Node:
-    #: factories registered by modules that add listeners (MQTT, gRPC, IoTDA, device links)
-    factories: list[ComponentFactory] = []
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bus: Bus = LocalBus()
@@ -71,6 +70,7 @@ class Node:
         self.components: list[Component] = []
         self.endpoints = Endpoints()
         self.admin_key_created: str | None = None
+        self.pki: TlsContextProvider | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -88,8 +88,17 @@ class Node:
         )
         await self.writer.start()
         await self._first_start()
-        self.ctx = HubContext(settings=s, store=self.store, writer=self.writer, bus=self.bus, started_at=time.time())
-        for factory in self.factories:
+        await self._start_pki()
+        self.ctx = HubContext(
+            settings=s,
+            store=self.store,
+            writer=self.writer,
+            bus=self.bus,
+            started_at=time.time(),
+            pki=self.pki,
+            node=self,
+        )
+        for factory in component_builders():
             comp = await factory(self)
             if comp is not None:
                 await comp.start()
@@ -117,6 +126,27 @@ class Node:
             fh.write(token + "\n")
         os.replace(tmp, path)
         self.admin_key_created = str(path)
+
+    async def _start_pki(self) -> None:
+        """The hub CA (created on first start) and the TLS contexts of every TLS listener, with the
+        blacklist from the database. Call ``reload_blacklist`` after every blacklist change."""
+        assert self.store is not None
+        ca = CertificateAuthority.load_or_create(self.settings.pki_dir)
+        used = await self.store.certificates.serials()
+        self.pki = TlsContextProvider(
+            ca,
+            server_hosts=self.settings.tls_hosts,
+            blacklist=await self.store.certificates.blacklist(),
+            serial_in_use=lambda s: s in used,
+        )
+
+    async def reload_blacklist(self) -> None:
+        """Re-read the blacklist: new handshakes see it at once; listeners that hold sessions
+        authenticated by certificate subscribe to ``pki.blacklist`` to close revoked ones."""
+        assert self.store is not None and self.pki is not None
+        blacklist = await self.store.certificates.blacklist()
+        self.pki.update_blacklist(blacklist)
+        self.bus.publish("pki.blacklist", {"serials": sorted(blacklist)})
 
     async def stop(self) -> None:
         if self.http is not None:

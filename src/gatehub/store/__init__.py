@@ -11,6 +11,7 @@ from gatehub.bus import Bus
 from gatehub.domain.telemetry import value_of
 from gatehub.store.accounts import Accounts
 from gatehub.store.catalog import Catalog
+from gatehub.store.certificates import Certificates
 from gatehub.store.data import Data
 from gatehub.store.db import Database
 from gatehub.store.devices import DeviceFilter, Devices
@@ -40,6 +41,7 @@ class Store:
         self.catalog = Catalog(db)
         self.devices = Devices(db, self.catalog, bus)
         self.data = Data(db)
+        self.certificates = Certificates(db)
 
 
 def commit_publisher(bus: Bus) -> Callable[[Sequence[WriteBatch]], None]:

@@ -195,3 +195,33 @@ ingest_sequences = Table(
     Column("epoch", String(64), nullable=False),
     Column("last_seq", BigInteger, nullable=False),
 )
+
+# Certificates issued by the hub CA: issuance history and the blacklist.
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # server, gateway, tenant, admin
+    Column("tenant_id", String(128), nullable=True),
+    Column("gateway_id", String(128), nullable=True),
+    Column("subject", JSON, nullable=False),  # PKIName fields
+    Column("not_before", BigInteger, nullable=False),  # Unix seconds
+    Column("not_after", BigInteger, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("blacklisted", Boolean, nullable=False, default=False),
+    Column("blacklisted_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "tenant_id", "gateway_id"),
+)
+
+# IoTDA-style device access tokens (HTTPS device API). Only a hash of the token is kept.
+device_tokens = Table(
+    "device_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("device_id", String(128), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # ms
+    Column("superseded_at", BigInteger, nullable=True),  # ms; the token stays valid 30 s after this
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "device_id"),
+)

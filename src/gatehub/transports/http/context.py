@@ -7,6 +7,7 @@ from typing import Any
 
 from gatehub.bus import Bus
 from gatehub.config import Settings
+from gatehub.pki import TlsContextProvider
 from gatehub.store import IngestWriter, Store
 
 
@@ -17,4 +18,6 @@ class HubContext:
     writer: IngestWriter
     bus: Bus
     started_at: float = 0.0
+    pki: TlsContextProvider | None = None
+    node: Any = None  # the gatehub.node.Node that owns this context
     extras: dict[str, Any] = field(default_factory=dict)  # components added by later modules
