@@ -40,11 +40,20 @@ class Settings(BaseSettings):
     )
     # ingest pipeline
     ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")
-    ingest_batch_rows: int = Field(20000, ge=1, description="Rows per group-commit transaction (at most)")
+    ingest_batch_rows: int = Field(50000, ge=1, description="Rows per group-commit transaction (at most)")
     # HTTP API
     http_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body of the REST API")
     http_page_limit: int = Field(1000, ge=1, description="Largest page size of list endpoints")
     sse_queue_size: int = Field(1000, ge=1, description="Events buffered per live-stream client")
+    # IoTDA HTTPS device API (docs/iotda.md)
+    iotda_token_ttl: int = Field(86399, ge=1, description="IoTDA access token lifetime, seconds (expires_in)")
+    iotda_token_overlap: float = Field(30.0, ge=0, description="Seconds an IoTDA token stays valid once superseded")
+    iotda_clock_skew_hours: int = Field(1, ge=0, le=24, description="sign_type 1: hours the timestamp may be off")
+    iotda_rate_per_device: float = Field(100.0, ge=0, description="IoTDA requests/s per device (burst 2x); 0 = off")
+    iotda_rate_per_tenant: float = Field(10000.0, ge=0, description="IoTDA requests/s per tenant (burst 2x); 0 = off")
+    iotda_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest IoTDA request body (IOTDA.021105)")
+    iotda_max_children: int = Field(50, ge=1, description="Most children in one IoTDA gateway batch (IOTDA.021103)")
+    iotda_cache_seconds: float = Field(60.0, ge=0, description="How long IoTDA caches tokens and thing models")
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
     log_level: str = Field("info", description="debug, info, warning, error")

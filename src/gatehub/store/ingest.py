@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 AttrRow = tuple[str, str, str, str, int]  # device_id, scope, key, value (JSON text), updated_at
 EventRow = tuple[str, str | None, int, str, str]  # tenant_id, device_id, ts, type, body (JSON text)
 
-TELEMETRY_COLS = ("ts", "device_id", "key", "kind", "v_int", "v_float", "v_str")
+# the column order of a domain Row: rows go to the driver as they are, never re-packed
+TELEMETRY_COLS = ("device_id", "key", "ts", "kind", "v_int", "v_float", "v_str")
 
 
 @dataclass(slots=True)
@@ -77,7 +78,7 @@ class IngestWriter:
         url: str,
         *,
         queue_size: int = 1024,
-        batch_rows: int = 20000,
+        batch_rows: int = 50000,
         on_commit: Callable[[Sequence[WriteBatch]], None] | None = None,
     ) -> None:
         self._url = normalise_url(url)
@@ -228,7 +229,7 @@ async def _open_driver(url: str) -> _Driver:
 
 class _SqliteDriver:
     INSERT_TS = (
-        "INSERT OR REPLACE INTO telemetry (ts, device_id, key, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?)"
+        "INSERT OR REPLACE INTO telemetry (device_id, key, ts, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?)"
     )
     UPSERT_LATEST = (
         "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?) "
@@ -265,13 +266,13 @@ class _SqliteDriver:
         conn = self._conn
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            rows: list[tuple[Any, ...]] = []
+            rows: list[Row] = []
             attrs: list[AttrRow] = []
             evs: list[EventRow] = []
             for n, b in enumerate(batches):
                 if n in skip:
                     continue
-                rows.extend((r[2], r[0], r[1], r[3], r[4], r[5], r[6]) for r in b.telemetry)
+                rows.extend(b.telemetry)
                 attrs.extend(b.attributes)
                 evs.extend(b.events)
             if rows:
@@ -295,12 +296,15 @@ class _SqliteDriver:
 
 class _PostgresDriver:
     UPSERT_TS = (
-        "INSERT INTO telemetry (ts, device_id, key, kind, v_int, v_float, v_str) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+        "INSERT INTO telemetry (device_id, key, ts, kind, v_int, v_float, v_str) VALUES ($1,$2,$3,$4,$5,$6,$7) "
         "ON CONFLICT (ts, device_id, key) DO UPDATE SET kind=excluded.kind, v_int=excluded.v_int, "
         "v_float=excluded.v_float, v_str=excluded.v_str"
     )
+    # one statement for all latest values of a transaction: executemany of upserts is slow on PostgreSQL
     UPSERT_LATEST = (
-        "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+        "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], "
+        "$6::double precision[], $7::text[]) "
         "ON CONFLICT (device_id, key) DO UPDATE SET ts=excluded.ts, kind=excluded.kind, v_int=excluded.v_int, "
         "v_float=excluded.v_float, v_str=excluded.v_str WHERE excluded.ts >= latest.ts"
     )
@@ -331,13 +335,13 @@ class _PostgresDriver:
         import asyncpg
 
         conn = self._conn
-        rows: list[tuple[Any, ...]] = []
+        rows: list[Row] = []
         attrs: list[AttrRow] = []
         evs: list[EventRow] = []
         for n, b in enumerate(batches):
             if n in skip:
                 continue
-            rows.extend((r[2], r[0], r[1], r[3], r[4], r[5], r[6]) for r in b.telemetry)
+            rows.extend(b.telemetry)
             attrs.extend(b.attributes)
             evs.extend(b.events)
         async with conn.transaction():
@@ -348,7 +352,7 @@ class _PostgresDriver:
                 except asyncpg.UniqueViolationError:
                     # Same (ts, device, key) again: the newer value wins, as on SQLite.
                     await conn.executemany(self.UPSERT_TS, _dedup_rows(rows))
-                await conn.executemany(self.UPSERT_LATEST, _latest_rows(batches, skip))
+                await conn.execute(self.UPSERT_LATEST, *_columns(_latest_rows(batches, skip)))
             if attrs:
                 await conn.executemany(self.UPSERT_ATTR, attrs)
             if evs:
@@ -361,6 +365,11 @@ class _PostgresDriver:
         await self._conn.close()
 
 
-def _dedup_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _columns(rows: list[Row]) -> list[list[Any]]:
+    """Rows to per-column lists, for PostgreSQL ``unnest`` parameters."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in TELEMETRY_COLS]
+
+
+def _dedup_rows(rows: list[Row]) -> list[Row]:
     """Keep the last row for each (ts, device, key): one upsert may not touch a row twice."""
-    return list({(r[0], r[1], r[2]): r for r in rows}.values())
+    return list({r[:3]: r for r in rows}.values())
