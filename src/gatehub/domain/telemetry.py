@@ -8,6 +8,7 @@ the flattening of a 150-point gateway payload is the hot path, so no objects per
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -33,12 +34,20 @@ def typed(value: Any) -> tuple[str, int | None, float | None, str | None]:
     if t is int:
         if INT64_MIN <= value <= INT64_MAX:
             return ("i", value, None, None)
-        return ("f", None, float(value), None)
+        try:
+            return ("f", None, float(value), None)
+        except OverflowError:
+            raise InvalidInput("an integer too large for a number: more than 1.8e308") from None
     if t is float:
+        if not math.isfinite(value):
+            raise InvalidInput(f"{value} is not a number JSON can carry")
         return ("f", None, value, None)
     if t is str:
         return ("s", None, None, value)
-    return ("j", None, None, orjson.dumps(value).decode())
+    try:
+        return ("j", None, None, orjson.dumps(value).decode())
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(f"a value that cannot be stored: {exc}") from None
 
 
 def row(device_id: str, key: str, ts: int, value: Any) -> Row:

@@ -186,8 +186,8 @@ class Devices:
         if flt.customer_id is not None:
             cond.append(devices.c.customer_id == flt.customer_id)
         if flt.name_prefix:
-            esc = flt.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            cond.append(devices.c.name.like(esc + "%", escape="\\"))
+            # literal and case-sensitive on every database (SQLite's LIKE ignores case, PostgreSQL's does not)
+            cond.append(func.substr(devices.c.name, 1, len(flt.name_prefix)) == flt.name_prefix)
         where = and_(*cond)
         async with self.db.connect() as c:
             total = (await c.execute(select(func.count()).select_from(devices).where(where))).scalar_one()

@@ -81,19 +81,31 @@ class BodyLimit:
                     await error_response(400, "invalid_input", "bad Content-Length")(scope, receive, send)
                     return
         seen = 0
+        too_large = started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise _TooLarge()
             return msg
 
+        async def guarded(msg: Message) -> None:
+            # the framework may catch _TooLarge and answer 400 itself: that answer is replaced by 413
+            nonlocal started
+            if too_large and not started:
+                return
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded)
         except _TooLarge:
+            pass
+        if too_large and not started:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

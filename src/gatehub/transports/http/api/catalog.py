@@ -142,6 +142,8 @@ async def _create(
         if prod.node_type is not NodeType.GATEWAY:
             raise InvalidInput(f"product {prod.id} is not a gateway product (nodeType {prod.node_type.value})")
     customer = body.customer_id if p.customer_id is None else p.customer_id
+    if customer is not None:  # the customer must exist in this tenant (not another tenant's)
+        await hub.store.accounts.get_customer(tid, customer)
     dev = await hub.store.devices.create(
         tid,
         body.name,
@@ -240,6 +242,11 @@ async def list_gateways(
     return await _list(hub, p, pg, tenant_id, flt, Resource.GATEWAY)
 
 
+def _visible(devs: list[Any], p: Principal) -> list[Any]:
+    """A customer key sees only its customer's devices, also behind a shared gateway."""
+    return devs if p.customer_id is None else [d for d in devs if d.customer_id == p.customer_id]
+
+
 async def _gateway(hub: HubContext, p: Principal, gateway_id: str, action: Action) -> Any:
     dev = await device_for(hub, p, gateway_id, Resource.GATEWAY, action)
     if dev.kind is not DeviceKind.GATEWAY:
@@ -250,7 +257,7 @@ async def _gateway(hub: HubContext, p: Principal, gateway_id: str, action: Actio
 @router.get("/gateways/{gateway_id}", tags=["gateways"])
 async def get_gateway(gateway_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     gw = await _gateway(hub, p, gateway_id, Action.READ)
-    children = await hub.store.devices.children(gw.id)
+    children = _visible(await hub.store.devices.children(gw.id), p)
     out = _dev_json(gw, p)
     out["deviceIDs"] = [c.number for c in children]
     out["isConnected"] = gw.presence is Presence.ONLINE
@@ -260,7 +267,7 @@ async def get_gateway(gateway_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
 @router.get("/gateways/{gateway_id}/devices", tags=["gateways"])
 async def gateway_children(gateway_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     gw = await _gateway(hub, p, gateway_id, Action.READ)
-    children = await hub.store.devices.children(gw.id)
+    children = _visible(await hub.store.devices.children(gw.id), p)
     return {
         "gatewayId": gw.id,
         "topologyVersion": gw.topology_version,

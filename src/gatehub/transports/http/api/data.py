@@ -11,9 +11,9 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gatehub.domain.model import AttributeScope
-from gatehub.domain.permissions import Action, Resource
-from gatehub.domain.telemetry import check_key, flatten_points, now_ms
-from gatehub.errors import InvalidInput
+from gatehub.domain.permissions import Action, Principal, Resource
+from gatehub.domain.telemetry import check_key, flatten_points, now_ms, typed
+from gatehub.errors import InvalidInput, PermissionDenied
 from gatehub.store import WriteBatch
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
 
@@ -100,7 +100,12 @@ async def write_attributes(
         check_key(k)
         if v is None:
             raise InvalidInput(f"attribute {k!r} is null; DELETE it instead")
-        rows.append((dev.id, scope.value, k, orjson.dumps(v).decode(), now))
+        typed(v)  # refuses what cannot be stored (NaN, integers beyond 64 bits)
+        try:
+            text = orjson.dumps(v).decode()
+        except orjson.JSONEncodeError as exc:
+            raise InvalidInput(f"attribute {k!r} cannot be stored: {exc}") from None
+        rows.append((dev.id, scope.value, k, text, now))
     await hub.writer.write(WriteBatch(dev.tenant_id, attributes=rows))
     return {"updated": sorted(body)}
 
@@ -120,6 +125,12 @@ async def delete_attributes(
     return Response(status_code=204)
 
 
+def _customer_needs_device(p: Principal, device_id: str | None) -> None:
+    """A customer key sees only its customer's devices: its events are read one device at a time."""
+    if p.customer_id is not None and device_id is None:
+        raise PermissionDenied("a customer API key must name one of its devices (deviceId)")
+
+
 @router.get("/events", tags=["events"])
 async def event_log(
     hub: Hub,
@@ -133,6 +144,9 @@ async def event_log(
 ) -> dict[str, Any]:
     p.require(Resource.EVENT, Action.READ)
     tid = p.scope_tenant(tenant_id)
+    _customer_needs_device(p, device_id)
+    if p.customer_id is not None and device_id is not None:
+        await device_for(hub, p, device_id, Resource.EVENT, Action.READ)
     items = await hub.store.data.events(tid, device_id, type, start, end, limit)
     return {"items": items}
 
@@ -154,6 +168,7 @@ async def event_stream(
     bad = wanted - EVENT_TYPES
     if bad:
         raise InvalidInput(f"unknown event types: {', '.join(sorted(bad))}")
+    _customer_needs_device(p, device_id)
     if device_id is not None:
         await device_for(hub, p, device_id, Resource.EVENT, Action.READ)
     sub = hub.bus.subscribe(f"t.{tid}.>", maxsize=hub.settings.sse_queue_size)
