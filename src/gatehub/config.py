@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
         description="Host names and addresses in the TLS server certificate (SANs)",
     )
+    # MQTT
+    mqtt_max_packet_size: int = Field(4 * 1024 * 1024, ge=64, description="Largest MQTT packet accepted")
+    mqtt_receive_maximum: int = Field(1000, ge=1, le=65535, description="QoS 1/2 messages a client may have unacknowledged")
+    mqtt_max_queued_messages: int = Field(10000, ge=1, description="Messages queued per session for an offline or slow client")
+    mqtt_max_session_expiry: int | None = Field(None, ge=0, description="Cap on a client's session expiry interval (s)")
+    mqtt_anonymous_tenant: str | None = Field(None, description="Tenant for clients without credentials (off when empty)")
+    mqtt_retained_max: int = Field(100000, ge=0, description="Retained messages kept per tenant")
     # ingest pipeline
     ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")
     ingest_batch_rows: int = Field(50000, ge=1, description="Rows per group-commit transaction (at most)")
@@ -45,6 +52,14 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body of the REST API")
     http_page_limit: int = Field(1000, ge=1, description="Largest page size of list endpoints")
     sse_queue_size: int = Field(1000, ge=1, description="Events buffered per live-stream client")
+    # G-SDK master gateway (gRPC) and certificates (docs/master-gateway.md)
+    grpc_token_ttl: int = Field(86400, ge=60, description="Lifetime of a G-SDK login token (JWT), seconds")
+    grpc_status_queue_size: int = Field(
+        1000, ge=1, le=100_000, description="SubscribeStatus queue of a client that sends queueSize 0"
+    )
+    pki_blacklist_poll: float = Field(
+        1.0, ge=0, description="Seconds between checks for blacklist changes made by the CLI or other nodes (0 = off)"
+    )
     # IoTDA HTTPS device API (docs/iotda.md)
     iotda_token_ttl: int = Field(86399, ge=1, description="IoTDA access token lifetime, seconds (expires_in)")
     iotda_token_overlap: float = Field(30.0, ge=0, description="Seconds an IoTDA token stays valid once superseded")

@@ -71,6 +71,7 @@ class Node:
         self.endpoints = Endpoints()
         self.admin_key_created: str | None = None
         self.pki: TlsContextProvider | None = None
+        self.mqtt: Any = None  # gatehub.transports.mqtt.hub.MqttHub when MQTT is on
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
