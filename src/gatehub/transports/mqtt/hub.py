@@ -246,12 +246,12 @@ class MqttHub:
                 await d.on_disconnect(session, taken_over=session.taken_over)
             except Exception:
                 log.exception("%s.on_disconnect failed for %s", d.name, session.client_id)
-        if was_device_session and not session.taken_over and p.device_id is not None:
-            if self.by_device.get(p.device_id) is None:
-                try:
-                    await self.store.devices.set_presence(p.tenant_id, p.device_id, Presence.OFFLINE)
-                except Exception:
-                    log.exception("could not mark %s offline", p.device_id)
+        gone = was_device_session and not session.taken_over and p.device_id is not None
+        if gone and p.device_id is not None and self.by_device.get(p.device_id) is None:
+            try:
+                await self.store.devices.set_presence(p.tenant_id, p.device_id, Presence.OFFLINE)
+            except Exception:
+                log.exception("could not mark %s offline", p.device_id)
 
     def _expire(self, key: SessionKey) -> None:
         if self.stored.pop(key, None) is not None:
