@@ -254,7 +254,13 @@ class _SqliteDriver:
         import aiosqlite
 
         conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000", "cache_size=-65536"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            "busy_timeout=30000",
+            "cache_size=-65536",
+        ):
             await conn.execute(f"PRAGMA {pragma}")
         return cls(conn)
 
