@@ -1,0 +1,300 @@
+"""What a server connection sends with packet ids: outbound messages (the client's receive
+window, the session queue, topic aliases towards the client, its Maximum Packet Size, resending on
+session resume) and the acknowledgements of inbound messages (in arrival order, once committed).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+from gatehub.errors import LocalProtocolError
+
+from .encode import encode_packet, encode_publish
+from .events import Event, PubAckReceived
+from .packets import (
+    ConnackPacket,
+    DisconnectPacket,
+    Packet,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+)
+from .properties import EMPTY_PROPERTIES, Properties, PropertyId
+from .reason_codes import MQTT_5
+from .session import OutboundMessage, SendResult, SessionState
+from .state import State
+
+_STRIP_ON_PUBLISH = (PropertyId.TOPIC_ALIAS, PropertyId.SUBSCRIPTION_IDENTIFIER)
+# packets that may carry reason strings / user properties even if the client asked not to
+_ALWAYS_INFORM = (ConnackPacket, DisconnectPacket, PublishPacket)
+_PLAIN_ACK = {1: b"\x40\x02", 2: b"\x50\x02"}
+
+
+class OutboundMixin:
+    """The outbound half of :class:`~gatehub.protocols.mqtt.connection.ServerConnection`."""
+
+    __slots__ = ()
+
+    version: int | None
+    session: SessionState | None
+    _out: list[bytes]
+    _events: list[Event]
+    _client_receive_max: int
+    _client_max_packet: int
+    _alias_out_max: int
+    _alias_out: OrderedDict[str, int]
+    _problem_info: bool
+    _inbound: dict[int, int]
+    _inbound_order: deque[int]
+    _acked: dict[int, tuple[int, str | None]]
+    state: State
+
+    def _send(self, packet: Packet, version: int | None = None) -> bool:
+        """Encode and queue a control packet within the client's Maximum Packet Size.
+
+        Reason string and user properties are dropped when the client asked for no problem
+        information or when they would make the packet too large; a packet still too large is
+        discarded (False), as the spec says.
+        """
+        version = version or self.version or 4
+        props: Properties = getattr(packet, "properties", EMPTY_PROPERTIES)
+        if props and version == MQTT_5 and not self._problem_info and not isinstance(packet, _ALWAYS_INFORM):
+            props = props.without(PropertyId.REASON_STRING, PropertyId.USER_PROPERTY)
+            packet.properties = props  # type: ignore[union-attr]
+        data = encode_packet(packet, version)
+        if len(data) > self._client_max_packet and props:
+            packet.properties = props.without(PropertyId.REASON_STRING, PropertyId.USER_PROPERTY)  # type: ignore[union-attr]
+            data = encode_packet(packet, version)
+        if len(data) > self._client_max_packet:
+            return False
+        self._out.append(data)
+        return True
+
+    # outbound messages ------------------------------------------------------------------------
+    def send_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Properties = EMPTY_PROPERTIES,
+        subscription_identifiers: tuple[int, ...] = (),
+        token: object = None,
+    ) -> SendResult:
+        """Send a message to the client, or queue it.
+
+        QoS 1/2 messages beyond the client's Receive Maximum wait in the session queue (bounded:
+        ``DROPPED_QUEUE_FULL`` beyond). A message above the client's Maximum Packet Size is
+        discarded (``DROPPED_TOO_LARGE``); one that was queued and is found too large later is
+        reported as ``PubAckReceived`` with reason code 0x95. Without a connection, QoS 1/2
+        messages are queued in the session and QoS 0 ones dropped.
+        """
+        if properties and (properties.topic_alias is not None or properties.subscription_identifiers):
+            properties = properties.without(*_STRIP_ON_PUBLISH)
+        if self.state is not State.CONNECTED:
+            session = self.session
+            if self.state is not State.CLOSED:
+                raise LocalProtocolError("send_publish() before accept()")
+            if not qos or session is None:
+                return SendResult.DROPPED_NOT_CONNECTED
+            msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers, token)
+            return SendResult.QUEUED if session.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
+        if not qos:
+            data = self._encode_publish(topic, payload, 0, retain, False, 0, properties, subscription_identifiers)
+            if data is None:
+                return SendResult.DROPPED_TOO_LARGE
+            self._out.append(data)
+            return SendResult.SENT
+        session = self.session
+        assert session is not None
+        msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers, token)
+        if session.queue or len(session.inflight) >= self._client_receive_max:
+            return SendResult.QUEUED if session.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
+        return SendResult.SENT if self._transmit(msg) else SendResult.DROPPED_TOO_LARGE
+
+    def _transmit(self, msg: OutboundMessage) -> bool:
+        session = self.session
+        assert session is not None
+        pid = session.allocate_packet_id()
+        data = self._encode_publish(
+            msg.topic,
+            msg.payload,
+            msg.qos,
+            msg.retain,
+            False,
+            pid,
+            msg.properties,
+            msg.subscription_identifiers,
+        )
+        if data is None:
+            return False
+        msg.packet_id = pid
+        msg.released = False
+        session.inflight[pid] = msg
+        self._out.append(data)
+        return True
+
+    def _pump(self) -> None:
+        """Move queued messages into the receive window while it has room."""
+        session = self.session
+        if session is None or self.state is not State.CONNECTED:
+            return
+        queue = session.queue
+        while queue and len(session.inflight) < self._client_receive_max:
+            msg = queue.popleft()
+            if msg.qos:
+                sent = self._transmit(msg)
+            else:
+                data = self._encode_publish(
+                    msg.topic,
+                    msg.payload,
+                    0,
+                    msg.retain,
+                    False,
+                    0,
+                    msg.properties,
+                    msg.subscription_identifiers,
+                )
+                sent = data is not None
+                if data is not None:
+                    self._out.append(data)
+            if not sent:
+                self._events.append(PubAckReceived(0, 0x95, msg))
+
+    def _resend_inflight(self) -> None:
+        session = self.session
+        assert session is not None
+        for pid, msg in list(session.inflight.items()):
+            if msg.released:
+                self._send(PubRelPacket(pid))
+                continue
+            data = self._encode_publish(
+                msg.topic,
+                msg.payload,
+                msg.qos,
+                msg.retain,
+                True,
+                pid,
+                msg.properties,
+                msg.subscription_identifiers,
+            )
+            if data is None:
+                del session.inflight[pid]
+                self._events.append(PubAckReceived(pid, 0x95, msg))
+            else:
+                self._out.append(data)
+
+    def _encode_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        pid: int,
+        props: Properties,
+        sids: tuple[int, ...],
+    ) -> bytes | None:
+        version = self.version or 4
+        limit = self._client_max_packet
+        if self._alias_out_max:
+            aliases = self._alias_out
+            alias = aliases.get(topic)
+            if alias is not None:
+                data = encode_publish("", payload, qos, retain, dup, pid, version, props, alias, sids)
+                if len(data) > limit:
+                    return None
+                aliases.move_to_end(topic)
+                return data
+            if len(aliases) < self._alias_out_max:
+                alias = len(aliases) + 1
+            else:
+                alias = next(iter(aliases.values()))
+            data = encode_publish(topic, payload, qos, retain, dup, pid, version, props, alias, sids)
+            if len(data) > limit:
+                return None
+            if len(aliases) >= self._alias_out_max:
+                aliases.popitem(last=False)
+            aliases[topic] = alias
+            return data
+        data = encode_publish(topic, payload, qos, retain, dup, pid, version, props, 0, sids)
+        return None if len(data) > limit else data
+
+    def _on_puback(self, packet: PubAckPacket) -> None:
+        session = self.session
+        assert session is not None
+        msg = session.inflight.get(packet.packet_id)
+        if msg is not None and msg.qos == 1:
+            del session.inflight[packet.packet_id]
+            self._events.append(PubAckReceived(packet.packet_id, packet.reason_code, msg))
+            self._pump()
+
+    def _on_pubrec(self, packet: PubRecPacket) -> None:
+        session = self.session
+        assert session is not None
+        pid = packet.packet_id
+        msg = session.inflight.get(pid)
+        if msg is None or msg.qos != 2:
+            if self.version == MQTT_5:
+                self._send(PubRelPacket(pid, 0x92))
+            return
+        if packet.reason_code >= 0x80:
+            del session.inflight[pid]
+            self._events.append(PubAckReceived(pid, packet.reason_code, msg))
+            self._pump()
+            return
+        msg.released = True
+        self._send(PubRelPacket(pid))
+
+    def _on_pubcomp(self, packet: PubCompPacket) -> None:
+        session = self.session
+        assert session is not None
+        msg = session.inflight.get(packet.packet_id)
+        if msg is not None and msg.qos == 2 and msg.released:
+            del session.inflight[packet.packet_id]
+            self._events.append(PubAckReceived(packet.packet_id, packet.reason_code, msg))
+            self._pump()
+
+    def ack_publish(self, packet_id: int, reason_code: int = 0, *, reason_string: str | None = None) -> None:
+        """Acknowledge an inbound QoS 1 (PUBACK) or QoS 2 (PUBREC) message once it is committed.
+
+        Acknowledgements go out in the order the messages arrived, as the spec requires; an
+        early one waits for those before it. A no-op once the connection is closed.
+        """
+        if self.state is State.CLOSED:
+            return
+        if packet_id not in self._inbound or packet_id in self._acked:
+            raise LocalProtocolError(f"no unacknowledged inbound message with packet id {packet_id}")
+        self._acked[packet_id] = (reason_code, reason_string)
+        self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        order = self._inbound_order
+        acked = self._acked
+        session = self.session
+        assert session is not None
+        v5 = self.version == MQTT_5
+        while order and order[0] in acked:
+            pid = order.popleft()
+            code, reason = acked.pop(pid)
+            qos = self._inbound.pop(pid)
+            if qos == 2 and code < 0x80:
+                session.inbound_qos2.add(pid)
+            if not code or not v5:  # the common case: four fixed bytes
+                self._out.append(_PLAIN_ACK[qos] + pid.to_bytes(2, "big"))
+                continue
+            props = Properties(reason_string=reason) if reason else EMPTY_PROPERTIES
+            self._send(PubAckPacket(pid, code, props) if qos == 1 else PubRecPacket(pid, code, props))
+
+    def _on_pubrel(self, packet: PubRelPacket) -> None:
+        session = self.session
+        assert session is not None
+        pid = packet.packet_id
+        if pid in session.inbound_qos2:
+            session.inbound_qos2.discard(pid)
+            self._send(PubCompPacket(pid))
+        else:
+            self._send(PubCompPacket(pid, 0x92 if self.version == MQTT_5 else 0))

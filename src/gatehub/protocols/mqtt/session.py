@@ -1,0 +1,91 @@
+"""Session state that outlives a network connection (MQTT 4.1).
+
+A :class:`SessionState` holds what must survive a reconnect: outbound QoS 1/2 messages sent and
+not yet acknowledged (in sending order), messages queued for later, the ids of inbound QoS 2
+messages whose PUBREL has not come, and the packet id counter. A new
+:class:`~gatehub.protocols.mqtt.connection.ServerConnection` adopts it in ``accept(session=...)``
+and resends the unacknowledged messages. While no connection serves the session, the broker queues
+messages for it with :meth:`SessionState.enqueue`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .properties import EMPTY_PROPERTIES, Properties
+
+DEFAULT_MAX_QUEUED = 1000
+
+
+@dataclass(slots=True, eq=False)
+class OutboundMessage:
+    """A message on its way to the client.
+
+    ``token`` is the caller's own reference (an RPC id, a store offset); it comes back in
+    :class:`~gatehub.protocols.mqtt.events.PubAckReceived`. ``packet_id`` is assigned when the
+    message enters the in-flight window; ``released`` is True once PUBREC came (QoS 2) and PUBREL
+    went.
+    """
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: Properties = EMPTY_PROPERTIES
+    subscription_identifiers: tuple[int, ...] = ()
+    token: object = None
+    packet_id: int = 0
+    released: bool = False
+
+
+class SendResult(Enum):
+    """What :meth:`ServerConnection.send_publish` did with a message."""
+
+    SENT = "sent"
+    QUEUED = "queued"  # waits for the client's receive window (or for a connection)
+    DROPPED_TOO_LARGE = "dropped_too_large"  # above the client's Maximum Packet Size
+    DROPPED_QUEUE_FULL = "dropped_queue_full"  # the session queue is at its bound
+    DROPPED_NOT_CONNECTED = "dropped_not_connected"  # QoS 0 while no connection
+
+    @property
+    def accepted(self) -> bool:
+        return self is SendResult.SENT or self is SendResult.QUEUED
+
+
+@dataclass(slots=True, eq=False)
+class SessionState:
+    client_id: str
+    session_expiry_interval: int = 0
+    max_queued: int = DEFAULT_MAX_QUEUED
+    #: packet id -> message, in the order they were sent
+    inflight: dict[int, OutboundMessage] = field(default_factory=dict)
+    queue: deque[OutboundMessage] = field(default_factory=deque)
+    #: inbound QoS 2 packet ids PUBREC'ed and awaiting PUBREL
+    inbound_qos2: set[int] = field(default_factory=set)
+    next_packet_id: int = 1
+    #: messages refused because the queue was full (reported, never silent)
+    dropped: int = 0
+
+    def enqueue(self, message: OutboundMessage) -> bool:
+        """Queue a message for later delivery; False (and ``dropped`` + 1) if the queue is full."""
+        if len(self.queue) >= self.max_queued:
+            self.dropped += 1
+            return False
+        self.queue.append(message)
+        return True
+
+    def allocate_packet_id(self) -> int:
+        """A packet id not used by an in-flight message. The caller keeps the window < 65535."""
+        pid = self.next_packet_id
+        inflight = self.inflight
+        while pid in inflight:
+            pid = pid + 1 if pid < 0xFFFF else 1
+        self.next_packet_id = pid + 1 if pid < 0xFFFF else 1
+        return pid
+
+    @property
+    def pending(self) -> int:
+        """Messages not yet acknowledged by the client: in flight plus queued."""
+        return len(self.inflight) + len(self.queue)
