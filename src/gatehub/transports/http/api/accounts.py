@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gatehub.domain.permissions import Action, Resource, Role
+from gatehub.domain.permissions import ROLE_RIGHTS, Action, Resource, Role, parse_permissions
 from gatehub.errors import NotFound, PermissionDenied
 from gatehub.transports.http.api.deps import Caller, Hub, Paging
 
@@ -104,6 +104,13 @@ async def create_api_key(body: ApiKeyIn, hub: Hub, p: Caller) -> dict[str, Any]:
         tenant_id = p.scope_tenant(body.tenant_id)
     if p.customer_id is not None and body.customer_id != p.customer_id:
         raise PermissionDenied("a customer key can only create keys of its own customer")
+    if not p.is_system:
+        wanted = ROLE_RIGHTS[body.role] | parse_permissions(body.permissions)
+        mine = ROLE_RIGHTS[p.role] | p.rights
+        extra = wanted - mine
+        if extra:
+            names = ", ".join(sorted(f"{a.value} {r.value}" for r, a in extra))
+            raise PermissionDenied(f"a key cannot grant rights it does not have: {names}")
     info, token = await hub.store.accounts.create_api_key(
         body.name, body.role, tenant_id, body.customer_id, body.permissions
     )

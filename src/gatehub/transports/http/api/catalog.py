@@ -9,7 +9,7 @@ from pydantic import Field
 
 from gatehub.domain.model import DeviceKind, NodeType, Presence, Product
 from gatehub.domain.permissions import Action, Principal, Resource
-from gatehub.errors import InvalidInput
+from gatehub.errors import InvalidInput, PermissionDenied
 from gatehub.store import DeviceFilter
 from gatehub.transports.http.api.accounts import Strict
 from gatehub.transports.http.api.deps import Caller, Hub, Paging, device_for
@@ -209,6 +209,8 @@ async def update_device(device_id: str, body: DevicePatch, hub: Hub, p: Caller) 
         dev = await hub.store.devices.rename(dev.tenant_id, dev.id, body.name)
     if "parent_id" in fields or "parentId" in fields:
         dev = await hub.store.devices.set_parent(dev.tenant_id, dev.id, body.parent_id)
+    if "customer_id" in fields and p.customer_id is not None:
+        raise PermissionDenied("a customer API key cannot change which customer owns a device")
     if "customer_id" in fields:
         if body.customer_id is not None:
             await hub.store.accounts.get_customer(dev.tenant_id, body.customer_id)
