@@ -17,4 +17,14 @@ if TYPE_CHECKING:
 
 def component_builders() -> list[ComponentFactory]:
     builders: list[ComponentFactory] = []
+    from gatehub.transports.mqtt.component import build as build_mqtt
+
+    builders.append(build_mqtt)
+    from gatehub.pki_service import build_pki_service
+    from gatehub.transports.grpc.server import build_grpc_listener
+
+    builders += [build_pki_service, build_grpc_listener]
+    from gatehub.transports.http.iotda import build_iotda
+
+    builders.append(build_iotda)
     return builders

@@ -40,10 +40,16 @@ class Settings(BaseSettings):
     )
     # MQTT
     mqtt_max_packet_size: int = Field(4 * 1024 * 1024, ge=64, description="Largest MQTT packet accepted")
-    mqtt_receive_maximum: int = Field(1000, ge=1, le=65535, description="QoS 1/2 messages a client may have unacknowledged")
-    mqtt_max_queued_messages: int = Field(10000, ge=1, description="Messages queued per session for an offline or slow client")
+    mqtt_receive_maximum: int = Field(
+        1000, ge=1, le=65535, description="QoS 1/2 messages a client may have unacknowledged"
+    )
+    mqtt_max_queued_messages: int = Field(
+        10000, ge=1, description="Messages queued per session for an offline or slow client"
+    )
     mqtt_max_session_expiry: int | None = Field(None, ge=0, description="Cap on a client's session expiry interval (s)")
-    mqtt_anonymous_tenant: str | None = Field(None, description="Tenant for clients without credentials (off when empty)")
+    mqtt_anonymous_tenant: str | None = Field(
+        None, description="Tenant for clients without credentials (off when empty)"
+    )
     mqtt_retained_max: int = Field(100000, ge=0, description="Retained messages kept per tenant")
     # ingest pipeline
     ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")
@@ -69,6 +75,27 @@ class Settings(BaseSettings):
     iotda_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest IoTDA request body (IOTDA.021105)")
     iotda_max_children: int = Field(50, ge=1, description="Most children in one IoTDA gateway batch (IOTDA.021103)")
     iotda_cache_seconds: float = Field(60.0, ge=0, description="How long IoTDA caches tokens and thing models")
+    # ThingsBoard gateway and device MQTT API, RPC and claiming (docs/thingsboard.md)
+    tb_claim_duration_ms: int = Field(86_400_000, ge=1000, description="Claim window when a device sends no durationMs")
+    tb_rate_per_device: float = Field(
+        10_000.0,
+        ge=0,
+        description="Data points/s per device over the ThingsBoard API (burst: tb_rate_burst s); 0 = off",
+    )
+    tb_rate_per_tenant: float = Field(
+        1_000_000.0, ge=0, description="Data points/s per tenant over the ThingsBoard API; 0 = off"
+    )
+    tb_rate_burst: float = Field(2.0, gt=0, description="Seconds of rate a token bucket holds (its burst)")
+    rpc_default_timeout_ms: int = Field(10_000, ge=100, le=600_000, description="RPC reply timeout when none is given")
+    rpc_default_expiration_ms: int = Field(
+        86_400_000,
+        ge=1000,
+        description="How long a persistent RPC waits for its device when no expirationTime is given",
+    )
+    rpc_persistent_retries: int = Field(
+        2, ge=0, le=100, description="Times a delivered persistent RPC without a reply is sent again before TIMEOUT"
+    )
+    rpc_sweep_interval: float = Field(1.0, gt=0, description="Seconds between sweeps that expire persistent RPCs")
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
     log_level: str = Field("info", description="debug, info, warning, error")

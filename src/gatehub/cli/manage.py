@@ -358,3 +358,46 @@ def device_delete(device_id: str, tenant: str = TenantOpt, config: str = ConfigO
 
     run(go)
     typer.echo(f"deleted device {device_id}")
+
+
+@device_app.command("secret-tool")
+def device_secret_tool(
+    secret: str = typer.Argument(..., help="The device secret"),
+    timestamp: str = typer.Option(None, "--timestamp", help="YYYYMMDDHH in UTC (default: the current hour)"),
+    json: bool = JsonOpt,
+) -> None:
+    """IoTDA password of a device secret: HMAC-SHA256 keyed by the timestamp (seed 003's tool)."""
+    from gatehub.domain.telemetry import now_ms
+    from gatehub.protocols import iotda
+
+    ts = timestamp or iotda.timestamp_for(now_ms())
+    try:
+        iotda.parse_timestamp(ts)
+    except iotda.IotdaError:
+        raise typer.BadParameter("--timestamp must be YYYYMMDDHH (UTC), e.g. 2019120219") from None
+    emit({"timestamp": ts, "password": iotda.password(secret, ts)}, json)
+
+
+@device_app.command("secret-reset")
+def device_secret_reset(
+    device_id: str,
+    tenant: str = TenantOpt,
+    secret: str = typer.Option(None, "--secret", help="The new secret (default: random)"),
+    config: str = ConfigOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Give a device a new secret and forget its IoTDA access tokens (shown once)."""
+    from gatehub.domain.model import new_secret
+    from gatehub.store.tokens import DeviceTokens
+
+    new = secret or new_secret()
+    if not 8 <= len(new) <= 128:
+        raise typer.BadParameter("--secret must be 8-128 characters")
+
+    async def go() -> Any:
+        async with opened_store(settings_from(config)) as (st, _):
+            await st.devices.update(tenant, device_id, secret=new)
+            revoked = await DeviceTokens(st.db).revoke_device(device_id)
+            return {"id": device_id, "secret": new, "tokensRevoked": revoked}
+
+    emit(run(go), json)

@@ -169,10 +169,25 @@ _COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?Z")
 
 
+_EVENT_TIMES: dict[str, int | None] = {}  # memo: a batch repeats one event_time for every child
+
+
 def parse_event_time(value: Any) -> int | None:
     """``event_time`` in UTC milliseconds, or None when absent or malformed (use receive time)."""
     if type(value) is not str:
         return None
+    try:
+        return _EVENT_TIMES[value]
+    except KeyError:
+        pass
+    out = _parse_event_time(value)
+    if len(_EVENT_TIMES) >= 1024:
+        _EVENT_TIMES.clear()
+    _EVENT_TIMES[value] = out
+    return out
+
+
+def _parse_event_time(value: str) -> int | None:
     m = _COMPACT.fullmatch(value) or _ISO.fullmatch(value)
     if m is None:
         return None

@@ -60,7 +60,10 @@ class DeviceTokens:
             await c.execute(
                 delete(device_tokens).where(
                     dt.device_id == device_id,
-                    or_(dt.expires_at <= now_ms, and_(dt.superseded_at.is_not(None), dt.superseded_at <= now_ms - overlap_ms)),
+                    or_(
+                        dt.expires_at <= now_ms,
+                        and_(dt.superseded_at.is_not(None), dt.superseded_at <= now_ms - overlap_ms),
+                    ),
                 )
             )
             await c.execute(

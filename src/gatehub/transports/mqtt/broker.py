@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gatehub.protocols.mqtt import Publish, Subscription, SubscriptionTrie, Will
-from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties, PropertyId
 from gatehub.protocols.mqtt.topics import parse_shared, topic_matches
 from gatehub.transports.mqtt.dialect import AckResult, Dialect
 
@@ -202,6 +202,9 @@ class Broker(Dialect):
             trie.remove_subscriber(client_id)
 
     def publish_will(self, tenant: str, client_id: str | None, will: Will) -> None:
+        props = will.properties
+        if props.will_delay_interval is not None:  # a will property, not allowed in PUBLISH
+            props = props.without(PropertyId.WILL_DELAY_INTERVAL)
         if will.retain:
-            self._retain(tenant, will.topic, will.payload, will.qos, will.properties)
-        self.route(tenant, will.topic, will.payload, will.qos, will.retain, will.properties, sender=None)
+            self._retain(tenant, will.topic, will.payload, will.qos, props)
+        self.route(tenant, will.topic, will.payload, will.qos, will.retain, props, sender=None)

@@ -13,12 +13,15 @@ if TYPE_CHECKING:
 
 async def build(node: Node) -> Component | None:
     s = node.settings
-    if s.mqtt_port < 0 and s.mqtts_port < 0:
+    if s.mqtt_port < 0 and s.mqtts_port < 0 and s.mqtt_ws_port < 0:
         return None
     assert node.store is not None and node.writer is not None and node.ctx is not None
     broker = Broker(s.mqtt_retained_max)
     hub = MqttHub(s, node.store, node.writer, node.bus, node.pki, broker)
     broker.hub = hub
+    from gatehub.transports.mqtt.thingsboard import install as install_thingsboard
+
+    install_thingsboard(node, hub)  # ThingsBoard gateway/device API + REST RPC and claiming
     node.mqtt = hub  # dialects and other components find the MQTT hub here
     node.ctx.extras["mqtt"] = hub
     node.ctx.extras.setdefault("metrics", {}).update(

@@ -2,7 +2,8 @@
 
 - Listeners: plain TCP (``mqtt_port``) and TLS with mandatory client certificates
   (``mqtts_port``, contexts from the hub CA, CRL-checked, revocations apply to new handshakes at
-  once). Each can be stopped and started at runtime.
+  once), and MQTT over WebSocket (``mqtt_ws_port``, off by default; see ``websocket.py``).
+  Each can be stopped and started at runtime.
 - Sessions are keyed by (tenant, client id). A second connection with the same key takes over:
   the first gets DISCONNECT 0x8E (MQTT 5) and is closed. Session state (unacknowledged and
   queued QoS 1/2 messages) outlives a connection for its session expiry interval.
@@ -32,6 +33,7 @@ from gatehub.store import IngestWriter, Store
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
 from gatehub.transports.mqtt.dialect import Dialect, DialectRouter
 from gatehub.transports.mqtt.session import MqttSession
+from gatehub.transports.mqtt.websocket import WebSocketListener, start_websocket_listener
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class MqttHub:
         self.stored: dict[SessionKey, StoredSession] = {}
         self.by_device: dict[str, MqttSession] = {}
         self.wills: dict[SessionKey, asyncio.TimerHandle] = {}
-        self.listeners: dict[str, asyncio.Server] = {}
+        self.listeners: dict[str, asyncio.Server | WebSocketListener] = {}
         self.ports: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
 
@@ -91,6 +93,8 @@ class MqttHub:
             await self.start_listener("tcp")
         if self.settings.mqtts_port >= 0:
             await self.start_listener("tls")
+        if self.settings.mqtt_ws_port >= 0:
+            await self.start_listener("ws")
         sub = self.bus.subscribe("pki.blacklist", maxsize=100)
         self._watch = self.loop.create_task(self._watch_blacklist(sub))
 
@@ -128,11 +132,16 @@ class MqttHub:
                 raise RuntimeError("the TLS listener needs the hub CA")
             port = self.ports.get(name, self.settings.mqtts_port)
             ctx = self.pki.server_context(require_client_cert=True)
-        else:
+        elif name != "ws":
             raise ValueError(f"unknown MQTT listener {name!r}")
-        server = await self.loop.create_server(
-            lambda: MqttSession(self, name), host, port, ssl=ctx, reuse_address=True, backlog=1024
-        )
+        server: asyncio.Server | WebSocketListener
+        if name == "ws":
+            port = self.ports.get(name, self.settings.mqtt_ws_port)
+            server = await start_websocket_listener(self, host, port)
+        else:
+            server = await self.loop.create_server(
+                lambda: MqttSession(self, name), host, port, ssl=ctx, reuse_address=True, backlog=1024
+            )
         self.listeners[name] = server
         self.ports[name] = server.sockets[0].getsockname()[1]
         log.info("MQTT %s listening on %s:%d", name, host, self.ports[name])

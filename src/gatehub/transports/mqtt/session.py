@@ -51,6 +51,7 @@ class MqttSession(asyncio.Protocol):
     __slots__ = (
         "_ack_waiters",
         "_acks",
+        "_flush_soon",
         "_held",
         "_keepalive_handle",
         "_last_rx",
@@ -89,6 +90,7 @@ class MqttSession(asyncio.Protocol):
         self._held: list[Any] | None = None  # events that arrived while CONNECT is authenticated
         self._read_paused = False
         self._write_paused = False
+        self._flush_soon = False
         self._keepalive_handle: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
         self._serial_queue: deque[tuple[Coroutine[Any, Any, Any], asyncio.Future[Any]]] | None = None
@@ -341,8 +343,14 @@ class MqttSession(asyncio.Protocol):
             subscription_identifiers=subscription_identifiers,
             token=on_ack,
         )
-        self._flush()
+        if not self._flush_soon:  # coalesce a burst of deliveries into one write (one syscall)
+            self._flush_soon = True
+            self.hub.loop.call_soon(self._deferred_flush)
         return res
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
+        self._flush()
 
     def disconnect(self, reason_code: int, reason_string: str | None = None) -> None:
         """Server-side close: DISCONNECT with ``reason_code`` on MQTT 5, then close."""

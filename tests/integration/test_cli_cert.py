@@ -1,0 +1,154 @@
+"""`gatehub cert ...`: CA, server, admin, tenant and gateway certificates as usable PEM files;
+blacklist and history; a running hub picks up a blacklist change made on the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from typer.testing import CliRunner
+
+from gatehub.cli.main import app
+from gatehub.pki import CertificateAuthority, CertKind, IssuedCertificate, PKIName, parse_certificate
+from tests.integration.gsdk_client import CALL_TIMEOUT, running_master
+
+
+async def _cli(env: dict[str, str], *args: str) -> Any:
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    return result
+
+
+def _env(tmp_path: Path, db_url: str) -> dict[str, str]:
+    return {"GATEHUB_DATA_DIR": str(tmp_path / "var"), "GATEHUB_DATABASE_URL": db_url, "GATEHUB_CONFIG": ""}
+
+
+def _key_matches(cert_file: Path, key_file: Path) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    return cert.public_key() == key.public_key()
+
+
+async def test_cert_commands_write_usable_files(tmp_path: Path, db_url: str) -> None:
+    env = _env(tmp_path, db_url)
+    out = tmp_path / "out"
+    r = await _cli(env, "cert", "init", "--out", str(out), "--json", "--host", "localhost", "--host", "127.0.0.1")
+    assert r.exit_code == 0, r.output
+    created = json.loads(r.output)
+    assert [c["kind"] for c in created] == ["server", "admin"]
+    pki = tmp_path / "var" / "pki"
+    assert stat.S_IMODE((pki / "ca.key").stat().st_mode) == 0o600
+    ca = CertificateAuthority.load(pki)
+    assert parse_certificate(ca, (out / "admin.crt").read_text()).kind is CertKind.ADMIN
+    assert _key_matches(out / "admin.crt", out / "admin.key")
+    assert stat.S_IMODE((out / "admin.key").stat().st_mode) == 0o600
+    assert (out / "ca.crt").read_text() == ca.cert_pem
+    server = x509.load_pem_x509_certificate((pki / "server.crt").read_bytes())
+    assert server.serial_number == created[0]["serialNO"]
+
+    # -cs keeps the CA
+    r = await _cli(env, "cert", "server", "--out", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    assert CertificateAuthority.load(pki).serial == ca.serial
+
+    assert (await _cli(env, "tenant", "create", "acme")).exit_code == 0
+    r = await _cli(env, "cert", "tenant", "acme", "--country", "KR", "--org", "Acme", "--out", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    tenant = parse_certificate(ca, (out / "acme.crt").read_text())
+    assert (tenant.kind, tenant.tenant_id, tenant.subject.organization) == (CertKind.TENANT, "acme", "Acme")
+    assert _key_matches(out / "acme.crt", out / "acme.key")
+
+    r = await _cli(
+        env,
+        "cert",
+        "gateway",
+        "gw-1",
+        "--tenant",
+        "acme",
+        "--years",
+        "5",
+        "--cn",
+        "Gate 1",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    gw = parse_certificate(ca, (out / "gw-1.crt").read_text())
+    assert (gw.kind, gw.tenant_id, gw.gateway_id, gw.subject.commonName) == (CertKind.GATEWAY, "acme", "gw-1", "Gate 1")
+    assert gw.not_after - gw.not_before > 4 * 365 * 86400
+    assert _key_matches(out / "gw-1.crt", out / "gw-1.key")
+
+    # bad input: a clear error and exit code 2, nothing issued
+    r = await _cli(env, "cert", "gateway", "gw-2", "--tenant", "acme", "--country", "KOR", "--out", str(out))
+    assert r.exit_code == 2 and "country" in r.output
+    r = await _cli(env, "cert", "gateway", "gw-2", "--tenant", "nope", "--out", str(out))
+    assert r.exit_code == 2 and "nope" in r.output
+
+    hist = json.loads((await _cli(env, "cert", "history", "--json")).output)
+    assert {h["kind"] for h in hist} == {"server", "admin", "tenant", "gateway"} and len(hist) == 6
+    gws = json.loads((await _cli(env, "cert", "history", "--gateway", "gw-1", "--json")).output)
+    assert [h["serialNO"] for h in gws] == [gw.serial]
+
+    # blacklist
+    r = await _cli(env, "cert", "blacklist", "add", str(gw.serial), "--json")
+    assert r.exit_code == 0, r.output
+    listed = json.loads((await _cli(env, "cert", "blacklist", "list", "--json")).output)
+    assert [x["serialNO"] for x in listed] == [gw.serial]
+    crl_file = tmp_path / "crl.pem"
+    assert (await _cli(env, "cert", "crl", "--out", str(crl_file))).exit_code == 0
+    crl = x509.load_pem_x509_crl(crl_file.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(gw.serial) is not None
+    r = await _cli(env, "cert", "blacklist", "add", str(gw.serial), "--tenant", "other")
+    assert r.exit_code == 2
+    r = await _cli(env, "cert", "blacklist", "remove", str(gw.serial))
+    assert r.exit_code == 0, r.output
+    assert json.loads((await _cli(env, "cert", "blacklist", "list", "--json")).output) == []
+    r = await _cli(env, "cert", "blacklist", "add", "12345")
+    assert r.exit_code == 2 and "12345" in r.output
+
+
+async def test_cli_blacklist_reaches_a_running_hub(tmp_path: Path, db_url: str) -> None:
+    async with running_master(tmp_path, db_url, pki_blacklist_poll=0.2) as m:
+        env = _env(tmp_path, db_url)
+        out = tmp_path / "out"
+        assert (await _cli(env, "tenant", "create", "acme")).exit_code == 0
+        r = await _cli(env, "cert", "tenant", "acme", "--out", str(out), "--json")
+        assert r.exit_code == 0, r.output
+        info = json.loads(r.output)
+        cert = IssuedCertificate(
+            serial=info["serialNO"],
+            kind=CertKind.TENANT,
+            tenant_id="acme",
+            gateway_id=None,
+            subject=PKIName(),
+            not_before=0,
+            not_after=0,
+            cert_pem=(out / "acme.crt").read_text(),
+            key_pem=(out / "acme.key").read_text(),
+        )
+        async with m.channel(cert) as ch:
+            md = await m.login(ch, cert)
+            stream = m.gateway(ch).SubscribeStatus(m.g.gateway_pb2.SubscribeStatusRequest(), metadata=md)
+            await asyncio.wait_for(stream.initial_metadata(), 5)
+            assert (await _cli(env, "cert", "blacklist", "add", str(cert.serial))).exit_code == 0
+            t0 = time.perf_counter()
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await asyncio.wait_for(stream.read(), 5)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert time.perf_counter() - t0 < 1.5
+        assert (await _cli(env, "cert", "blacklist", "remove", str(cert.serial))).exit_code == 0
+        deadline = time.monotonic() + 5
+        assert m.node.pki is not None
+        while m.node.pki.is_blacklisted(cert.serial) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        async with m.channel(cert) as ch:
+            md = await m.login(ch, cert)
+            await m.gateway(ch).GetList(m.g.gateway_pb2.GetListRequest(), metadata=md, timeout=CALL_TIMEOUT)
