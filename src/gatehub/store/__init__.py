@@ -50,13 +50,19 @@ def commit_publisher(bus: Bus) -> Callable[[Sequence[WriteBatch]], None]:
     def publish(batches: Sequence[WriteBatch]) -> None:
         for b in batches:
             if b.telemetry:
+                # only devices someone listens to are converted: nothing per row otherwise
+                listening: dict[str, bool] = {}
                 per_dev: dict[str, dict[str, list[list[Any]]]] = {}
                 for dev, key, ts, kind, vi, vf, vs in b.telemetry:
-                    per_dev.setdefault(dev, {}).setdefault(key, []).append([ts, value_of(kind, vi, vf, vs)])
+                    wanted = listening.get(dev)
+                    if wanted is None:
+                        wanted = listening[dev] = bus.has_subscribers(f"t.{b.tenant_id}.telemetry.{dev}")
+                    if wanted:
+                        per_dev.setdefault(dev, {}).setdefault(key, []).append([ts, value_of(kind, vi, vf, vs)])
                 for dev, data in per_dev.items():
-                    subject = f"t.{b.tenant_id}.telemetry.{dev}"
-                    if bus.has_subscribers(subject):
-                        bus.publish(subject, {"type": "telemetry", "deviceId": dev, "data": data})
+                    bus.publish(
+                        f"t.{b.tenant_id}.telemetry.{dev}", {"type": "telemetry", "deviceId": dev, "data": data}
+                    )
             if b.attributes:
                 per_scope: dict[tuple[str, str], dict[str, Any]] = {}
                 for dev, scope, key, value, _ts in b.attributes:
