@@ -36,8 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Report
-from gatehub.protocols.mqtt import ConnectPacket, PingReqPacket, SubscribePacket, Subscription, encode_packet
-from gatehub.protocols.mqtt import encode_publish
+from gatehub.protocols.mqtt import (
+    ConnectPacket,
+    PingReqPacket,
+    SubscribePacket,
+    Subscription,
+    encode_packet,
+    encode_publish,
+)
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 TOPIC = "bench/load"
@@ -125,7 +131,9 @@ async def start_mosquitto(tmp: Path) -> Server:
         "max_queued_messages 0\nset_tcp_nodelay true\n"
     )
     conf.chmod(0o644)
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = await asyncio.to_thread(
+        subprocess.Popen, [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     server = Server("mosquitto", proc, port)
     await wait_ready(port, proc)
     return server
@@ -149,7 +157,7 @@ async def start_gatehub(tmp: Path) -> Server:
     }
     exe = Path(sys.executable).parent / "gatehub"
     cmd = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "gatehub.cli.main", "serve"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = await asyncio.to_thread(subprocess.Popen, cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Server("gatehub", proc, port)
     await wait_ready(port, proc)
     return server
@@ -295,11 +303,13 @@ async def _publishers(port: int, conns: int, qos: int, total: int, window: int, 
     else:
         packets = [encode_publish(TOPIC, PAYLOAD, 0, version=4)]
     per = [total // conns + (1 if i < total % conns else 0) for i in range(conns)]
-    pubs = []
+    pubs: list[Publisher] = []
+
+    def factory(i: int) -> Publisher:
+        return Publisher(i, packets, qos, per[i], window, rate / conns if rate else 0.0)
+
     for i in range(conns):
-        _t, p = await loop.create_connection(
-            lambda i=i: Publisher(i, packets, qos, per[i], window, rate / conns if rate else 0.0), "127.0.0.1", port
-        )
+        _t, p = await loop.create_connection(lambda i=i: factory(i), "127.0.0.1", port)  # type: ignore[misc]
         pubs.append(p)
     await asyncio.gather(*(p.connected for p in pubs))
     t0 = time.monotonic()
@@ -594,7 +604,9 @@ async def run(report: Report, quick: bool) -> None:
 
     missing = "" if m is not None else f"no Mosquitto reference: {why_not}"
     report.add("mqtt", "QoS 0 publish msg/s sent", g.qos0_sent, "msg/s", reference=ref("qos0_sent"), notes=missing)
-    report.add("mqtt", "QoS 0 msg/s delivered to the subscriber", g.qos0_delivered, "msg/s", reference=ref("qos0_delivered"))
+    report.add(
+        "mqtt", "QoS 0 msg/s delivered to the subscriber", g.qos0_delivered, "msg/s", reference=ref("qos0_delivered")
+    )
     report.add(
         "mqtt",
         "QoS 1 publish msg/s acknowledged",
@@ -604,7 +616,9 @@ async def run(report: Report, quick: bool) -> None:
         target_ratio=0.5,
         notes=g.notes,
     )
-    report.add("mqtt", "QoS 1 msg/s delivered to the subscriber", g.qos1_delivered, "msg/s", reference=ref("qos1_delivered"))
+    report.add(
+        "mqtt", "QoS 1 msg/s delivered to the subscriber", g.qos1_delivered, "msg/s", reference=ref("qos1_delivered")
+    )
     report.add("mqtt", "QoS 1 saturated publish-to-PUBACK p50", g.qos1_p50, "ms", reference=ref("qos1_p50"))
     report.add("mqtt", "QoS 1 saturated publish-to-PUBACK p99", g.qos1_p99, "ms", reference=ref("qos1_p99"))
     report.add("mqtt", "QoS 1 paced 1000 msg/s publish-to-PUBACK p50", g.paced_p50, "ms", reference=ref("paced_p50"))

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PAUSE_AT = 2000  # pending acknowledgements before the socket stops being read
 RESUME_AT = 500
 CONNECT_TIMEOUT = 10.0
+FLUSH_AT = 64 * 1024  # deliveries to one client are written in batches of about this many bytes
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
@@ -55,6 +56,7 @@ class MqttSession(asyncio.Protocol):
         "_held",
         "_keepalive_handle",
         "_last_rx",
+        "_pending",
         "_read_paused",
         "_serial_queue",
         "_serial_task",
@@ -91,6 +93,7 @@ class MqttSession(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._flush_soon = False
+        self._pending = 0  # approximate bytes of deliveries not yet flushed
         self._keepalive_handle: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
         self._serial_queue: deque[tuple[Coroutine[Any, Any, Any], asyncio.Future[Any]]] | None = None
@@ -343,9 +346,16 @@ class MqttSession(asyncio.Protocol):
             subscription_identifiers=subscription_identifiers,
             token=on_ack,
         )
-        if not self._flush_soon:  # coalesce a burst of deliveries into one write (one syscall)
+        # coalesce a burst of deliveries into few writes (syscalls), at most FLUSH_AT bytes each,
+        # so that the transport's pause_writing still stops QoS 0 to a slow reader in time
+        if not self._flush_soon:
             self._flush_soon = True
+            self._pending = 0
             self.hub.loop.call_soon(self._deferred_flush)
+        self._pending += len(payload) + len(topic) + 8
+        if self._pending > FLUSH_AT:
+            self._pending = 0
+            self._flush()
         return res
 
     def _deferred_flush(self) -> None:
