@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     mqtt_anonymous_tenant: str | None = Field(
         None, description="Tenant for clients without credentials (off when empty)"
     )
+    alink_timestamp_skew: int = Field(
+        900, ge=0, description="Alink CONNECT: largest clock difference of a signed timestamp (s); 0 = not checked"
+    )
     mqtt_retained_max: int = Field(100000, ge=0, description="Retained messages kept per tenant")
     # ingest pipeline
     ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")

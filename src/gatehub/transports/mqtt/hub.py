@@ -30,6 +30,7 @@ from gatehub.domain.model import Presence
 from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.protocols.mqtt import SendResult, ServerOptions, SessionState
 from gatehub.store import IngestWriter, Store
+from gatehub.transports.mqtt.alink_auth import AlinkSignatureAuth
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
 from gatehub.transports.mqtt.dialect import Dialect, DialectRouter
 from gatehub.transports.mqtt.session import MqttSession
@@ -72,7 +73,12 @@ class MqttHub:
             max_session_expiry_interval=settings.mqtt_max_session_expiry,
         )
         self.auth = AuthChain(
-            [CertificateAuth(store), AccessTokenAuth(store), AnonymousAuth(settings.mqtt_anonymous_tenant)]
+            [
+                CertificateAuth(store),
+                AlinkSignatureAuth(store, settings.alink_timestamp_skew),
+                AccessTokenAuth(store),
+                AnonymousAuth(settings.mqtt_anonymous_tenant),
+            ]
         )
         self.router = DialectRouter(broker)
         self.broker = broker
