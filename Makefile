@@ -1,7 +1,9 @@
 # gatehub — `make run` starts a hub on the embedded defaults, `make test` runs the whole suite.
 # Both set up everything they need first (a virtualenv in .venv with gatehub and its tools).
 
-PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+# the first interpreter that really runs and is 3.11+ (pyenv shims exist for inactive versions)
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -10,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: install run test lint typecheck unit bench grpc-gen grpc-check clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gatehub needs Python 3.11+"'
+	@test -n "$(PYTHON)" || { echo "gatehub needs Python 3.11+ (python3.11 or newer on PATH)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
