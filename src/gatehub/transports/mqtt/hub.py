@@ -28,7 +28,8 @@ from gatehub.bus import Bus
 from gatehub.config import Settings
 from gatehub.domain.model import Presence
 from gatehub.pki import CertificateAuthority, TlsContextProvider
-from gatehub.protocols.mqtt import SendResult, ServerOptions, SessionState
+from gatehub.protocols.mqtt import OutboundMessage, SendResult, ServerOptions, SessionState
+from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.store import IngestWriter, Store
 from gatehub.transports.mqtt.alink_auth import AlinkSignatureAuth
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
@@ -303,25 +304,26 @@ class MqttHub:
         return s.send(topic, payload, qos, **kw)
 
     def deliver(
-        self, key: SessionKey, topic: str, payload: bytes, qos: int, retain: bool = False, **kw: Any
+        self,
+        key: SessionKey,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool = False,
+        *,
+        properties: Properties = EMPTY_PROPERTIES,
+        subscription_identifiers: tuple[int, ...] = (),
     ) -> SendResult:
         """Deliver to a client session, live or stored (QoS 1/2 wait in a stored session)."""
         s = self.live.get(key)
         if s is not None and not s.closed:
-            return s.send(topic, payload, qos, retain, **kw)
+            return s.send(
+                topic, payload, qos, retain, properties=properties, subscription_identifiers=subscription_identifiers
+            )
         st = self.stored.get(key)
         if st is None or not qos:
             return SendResult.DROPPED_NOT_CONNECTED
-        from gatehub.protocols.mqtt import OutboundMessage
-
-        msg = OutboundMessage(
-            topic,
-            payload,
-            qos,
-            retain,
-            kw.get("properties") or OutboundMessage(topic, b"").properties,
-            kw.get("subscription_identifiers", ()),
-        )
+        msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers)
         return SendResult.QUEUED if st.state.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
 
     async def _watch_blacklist(self, sub: Any) -> None:
