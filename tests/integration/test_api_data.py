@@ -283,6 +283,10 @@ async def test_aggregates(hub: RunningHub) -> None:
     # several keys at once, all keys when none named
     both = await _get(hub, "/devices/d/telemetry", agg="max", start=0, end=15000, interval=100_000)
     assert {k: [b["value"] for b in v] for k, v in both.items()} == {"v": [10.0], "flag": [1.0], "f": [0.5]}
+    # no range given: from the epoch to now, and only intervals holding data come back (1 ms buckets
+    # over decades of range are fine when the data is sparse)
+    fine = await _get(hub, "/devices/d/telemetry", agg="count", keys="f", interval=1)
+    assert fine == {"f": [{"ts": 6000, "value": 1, "count": 1}, {"ts": 7000, "value": 1, "count": 1}]}
 
 
 async def test_latest_values(hub: RunningHub) -> None:

@@ -462,6 +462,11 @@ async def test_wrong_content_type(hub: RunningHub) -> None:
     )
     _check_error(r, 400, BAD)
     assert await state(hub) == before
+    # curl -d sends JSON as application/x-www-form-urlencoded, or a client sends no type: read as JSON
+    for headers in ({"content-type": "application/x-www-form-urlencoded"}, {}):
+        body = b'{"id": "Z%d", "name": "z"}' % len(headers)
+        r = await hub.client.post(f"{API}/tenants", content=body, headers=headers)
+        assert r.status_code == 201, r.text
     # the error of a validation failure names the field
     r = await hub.client.post(f"{API}/devices?tenantId={T}", json={"name": "x"})
     _check_error(r, 400, BAD)

@@ -104,6 +104,9 @@ async def test_manage_a_fleet(cli: Cli) -> None:
         ("device", "create", "hum-1", "-t", "acme", "-p", "sensor", "-g", "gw1", "--id", "hum1", "--json"),
         ("apikey", "create", "dashboard", "--role", "viewer", "--tenant", "acme"),
     )
+    # on a narrow terminal too, the key comes whole on a line of its own (it is shown only once)
+    narrow = await cli.run("apikey", "create", "narrow", "--tenant", "acme", env={"COLUMNS": "40"})
+    assert re.search(r"^key: ghk_[0-9a-f]{16}_[A-Za-z0-9_-]{20,}$", narrow.out, re.M), narrow.out
     t = temp.json()
     assert (t["id"], t["name"], t["kind"], t["parentId"]) == ("sensor_temp_1", "temp_1", "sub-device", "gw1")
     assert (hum.json()["id"], hum.json()["parentId"]) == ("hum1", "gw1")

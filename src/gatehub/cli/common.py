@@ -60,8 +60,17 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(2 if exc.code in {"invalid_input", "not_found", "already_exists", "conflict"} else 1) from None
 
 
-def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
-    """Print a dict or a list of dicts: JSON for scripts, a table for people."""
+def emit(
+    data: Any,
+    as_json: bool,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    secrets: Sequence[str] = (),
+) -> None:
+    """Print a dict or a list of dicts: JSON for scripts, a table for people.
+
+    ``secrets`` (keys, tokens, passwords shown once) are printed whole on lines of their own
+    under the table, never inside a cell that a narrow terminal would wrap."""
     if as_json:
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
@@ -69,10 +78,14 @@ def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None, title: 
     if not rows:
         console.print("[dim](none)[/dim]")
         return
-    cols = list(columns or rows[0].keys())
+    cols = [c for c in (columns or rows[0].keys()) if c not in secrets]
     table = Table(title=title)
     for c in cols:
-        table.add_column(c)
+        table.add_column(c, overflow="fold")  # never cut a value
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
     console.print(table)
+    for r in rows:
+        for name in secrets:
+            if r.get(name) is not None:
+                typer.echo(f"{name}: {r[name]}")

@@ -118,7 +118,7 @@ def apikey_create(
             return {**info, "key": token}
 
     out = run(go)
-    emit(out, json, ["id", "name", "role", "tenantId", "key"])
+    emit(out, json, ["id", "name", "role", "tenantId"], secrets=["key"])
     if not json:
         typer.echo("The key is shown once; store it now.", err=True)
 
@@ -186,7 +186,7 @@ def product_create(
                 True,
             )
 
-    emit(run(go), json)
+    emit(run(go), json, secrets=["secret"])
 
 
 @product_app.command("list")
@@ -232,7 +232,7 @@ def _create_device(
             )
             return {**d.public(), "accessToken": d.access_token, "secret": d.secret}
 
-    emit(run(go), json, [*DEV_COLS, "accessToken", "secret"])
+    emit(run(go), json, DEV_COLS, secrets=["accessToken", "secret"])
 
 
 @device_app.command("create")
@@ -375,7 +375,7 @@ def device_secret_tool(
         iotda.parse_timestamp(ts)
     except iotda.IotdaError:
         raise typer.BadParameter("--timestamp must be YYYYMMDDHH (UTC), e.g. 2019120219") from None
-    emit({"timestamp": ts, "password": iotda.password(secret, ts)}, json)
+    emit({"timestamp": ts, "password": iotda.password(secret, ts)}, json, secrets=["password"])
 
 
 @device_app.command("secret-reset")
@@ -400,4 +400,4 @@ def device_secret_reset(
             revoked = await DeviceTokens(st.db).revoke_device(device_id)
             return {"id": device_id, "secret": new, "tokensRevoked": revoked}
 
-    emit(run(go), json)
+    emit(run(go), json, secrets=["secret"])

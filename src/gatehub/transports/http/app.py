@@ -13,7 +13,7 @@ from starlette.responses import Response
 import gatehub
 from gatehub.transports.http.api import accounts, catalog, data
 from gatehub.transports.http.context import HubContext
-from gatehub.transports.http.errors import BodyLimit, install_error_handlers
+from gatehub.transports.http.errors import BodyLimit, JsonByDefault, install_error_handlers
 
 
 class _HubCollector:
@@ -71,5 +71,6 @@ def create_app(ctx: HubContext, extra_routers: list[APIRouter] | None = None) ->
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(JsonByDefault)
     app.add_middleware(BodyLimit, limit=ctx.settings.http_max_body_bytes)
     return app

@@ -115,3 +115,24 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class JsonByDefault:
+    """Read request bodies without a content type, or with curl's default
+    ``application/x-www-form-urlencoded``, as JSON: the API takes no form data, and
+    ``curl -d '{...}'`` is how people try it. Other declared types are left alone (and refused)."""
+
+    _FORM = b"application/x-www-form-urlencoded"
+
+    def __init__(self, app: ASGIApp, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            headers = scope.get("headers", [])
+            ctype = next((v for k, v in headers if k == b"content-type"), None)
+            if ctype is None or ctype.split(b";", 1)[0].strip().lower() == self._FORM:
+                kept = [(k, v) for k, v in headers if k != b"content-type"]
+                scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
