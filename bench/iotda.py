@@ -302,6 +302,25 @@ async def run(report: Report, quick: bool) -> None:
                     notes=f"{hub_out['rate'] * rows:,.0f} rows/s stored; {connections} keep-alive TLS connections; "
                     f"errors hub {hub_out['errors']} ref {ref_out['errors']}",
                 )
+            # what storage alone allows for the batch: the raw SQLite driver (executemany, same
+            # pragmas, insert + latest values) committing the same number of rows, 50 requests'
+            # worth per transaction; the hub cannot store gateway batches faster than this
+            from bench.storage import _fresh_sqlite, _raw_sqlite
+
+            raw_url = await _fresh_sqlite(Path(tmp), "raw.db")
+            raw = await _raw_sqlite(
+                raw_url.split("///", 1)[1], 50 * 2 * CHILDREN, 100_000 if quick else 400_000, True, CHILDREN, 2
+            )
+            batch_rate = next(f.value for f in report.figures if f.name.endswith(f"batch of {CHILDREN} children)"))
+            report.add(
+                "iotda",
+                "gateway batch reports/s against the raw SQLite driver storing the same rows",
+                batch_rate,
+                "req/s",
+                reference=raw / (2 * CHILDREN),
+                notes=f"raw driver {raw:,.0f} rows/s (insert + latest values of the same {2 * CHILDREN} series, "
+                f"5,000 rows a transaction) = {raw / (2 * CHILDREN):,.0f} requests of {2 * CHILDREN} rows/s",
+            )
             hub.terminate()  # SIGTERM: graceful stop, the writer drains
             done = await asyncio.to_thread(hub_parent.poll, 60)
             wstats = hub_parent.recv() if done else {"rows_committed": -1}

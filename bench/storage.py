@@ -27,23 +27,25 @@ from gatehub.store.ingest import _columns, _latest_rows, _PostgresDriver, _Sqlit
 DEVICES, KEYS = 100, 100
 
 
-def make_rows(start: int, n: int) -> list[Row]:
+def make_rows(start: int, n: int, devices: int = DEVICES, keys: int = KEYS) -> list[Row]:
     out: list[Row] = []
     for i in range(start, start + n):
-        series = i % (DEVICES * KEYS)
-        ts = 1_700_000_000_000 + i // (DEVICES * KEYS) * 1000 + series % 1000
-        out.append((f"dev{series // KEYS}", f"k{series % KEYS}", ts, "f", None, float(i), None))
+        series = i % (devices * keys)
+        ts = 1_700_000_000_000 + i // (devices * keys) * 1000 + series % 1000
+        out.append((f"dev{series // keys}", f"k{series % keys}", ts, "f", None, float(i), None))
     return out
 
 
-async def _raw_sqlite(path: str, batch: int, total: int, with_latest: bool) -> float:
+async def _raw_sqlite(
+    path: str, batch: int, total: int, with_latest: bool, devices: int = DEVICES, keys: int = KEYS
+) -> float:
     import aiosqlite
 
     conn = await aiosqlite.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
         await conn.execute(f"PRAGMA {pragma}")
     sql = "INSERT OR REPLACE INTO telemetry (device_id, key, ts, kind, v_int, v_float, v_str) VALUES (?,?,?,?,?,?,?)"
-    batches = [make_rows(i, batch) for i in range(0, total, batch)]
+    batches = [make_rows(i, batch, devices, keys) for i in range(0, total, batch)]
     t0 = time.perf_counter()
     for b in batches:
         await conn.execute("BEGIN IMMEDIATE")
