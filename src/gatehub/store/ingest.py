@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -246,58 +248,90 @@ class _SqliteDriver:
         "ON CONFLICT(gateway_id) DO UPDATE SET epoch=excluded.epoch, last_seq=excluded.last_seq"
     )
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self._conn = conn
+        self._executor = executor
 
     @classmethod
     async def open(cls, path: str) -> _SqliteDriver:
-        import aiosqlite
+        # the connection lives in one thread of its own, and a whole transaction (BEGIN, the bulk
+        # inserts, COMMIT) is one call into it: one hop between the event loop and the thread per
+        # group commit, not one per statement
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
 
-        conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "foreign_keys=ON",
-            "busy_timeout=30000",
-            "cache_size=-65536",
-        ):
-            await conn.execute(f"PRAGMA {pragma}")
-        return cls(conn)
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=FULL",
+                "foreign_keys=ON",
+                "busy_timeout=30000",
+                "cache_size=-65536",
+            ):
+                conn.execute(f"PRAGMA {pragma}")
+            return conn
+
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(conn, executor)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def load_sequences(self) -> dict[str, tuple[str, int]]:
-        async with self._conn.execute("SELECT gateway_id, epoch, last_seq FROM ingest_sequences") as cur:
-            return {gw: (ep, seq) for gw, ep, seq in await cur.fetchall()}
+        rows = await self._call(
+            lambda: self._conn.execute("SELECT gateway_id, epoch, last_seq FROM ingest_sequences").fetchall()
+        )
+        return {gw: (ep, seq) for gw, ep, seq in rows}
 
     async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None:
+        rows: list[Row] = []
+        attrs: list[AttrRow] = []
+        evs: list[EventRow] = []
+        for n, b in enumerate(batches):
+            if n in skip:
+                continue
+            rows.extend(b.telemetry)
+            attrs.extend(b.attributes)
+            evs.extend(b.events)
+        latest = _latest_rows(batches, skip) if rows else []
+        changed = _changed_seqs(batches, skip, seqs)
+        await self._call(self._write_sync, rows, latest, attrs, evs, changed)
+
+    def _write_sync(
+        self,
+        rows: list[Row],
+        latest: list[Row],
+        attrs: list[AttrRow],
+        evs: list[EventRow],
+        changed: list[tuple[str, str, int]],
+    ) -> None:
         conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            rows: list[Row] = []
-            attrs: list[AttrRow] = []
-            evs: list[EventRow] = []
-            for n, b in enumerate(batches):
-                if n in skip:
-                    continue
-                rows.extend(b.telemetry)
-                attrs.extend(b.attributes)
-                evs.extend(b.events)
             if rows:
-                await conn.executemany(self.INSERT_TS, rows)
-                await conn.executemany(self.UPSERT_LATEST, _latest_rows(batches, skip))
+                conn.executemany(self.INSERT_TS, rows)
+                conn.executemany(self.UPSERT_LATEST, latest)
             if attrs:
-                await conn.executemany(self.UPSERT_ATTR, attrs)
+                conn.executemany(self.UPSERT_ATTR, attrs)
             if evs:
-                await conn.executemany(self.INSERT_EVENT, evs)
-            changed = _changed_seqs(batches, skip, seqs)
+                conn.executemany(self.INSERT_EVENT, evs)
             if changed:
-                await conn.executemany(self.UPSERT_SEQ, changed)
-            await conn.execute("COMMIT")
+                conn.executemany(self.UPSERT_SEQ, changed)
+            conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     async def close(self) -> None:
-        await self._conn.close()
+        try:
+            await self._call(self._conn.close)
+        finally:
+            self._executor.shutdown(wait=True)
 
 
 class _PostgresDriver:
