@@ -152,3 +152,193 @@ async def test_topology_login_and_thing_data(tmp_path: Path, db_url: str) -> Non
             assert [e["body"]["version"] for e in events] == [3, 2, 1]
         finally:
             await c.disconnect()
+
+
+async def _logged_in(h: AlinkHub, c: AlinkClient, *names: str) -> None:
+    params = [sub_sign(SUB_PK, n, _secret(h, n)) for n in names]
+    assert (await c.request(c.topic("thing/topo/add"), params))["code"] == 200
+    devs = []
+    for n in names:
+        d = sub_sign(SUB_PK, n, _secret(h, n))
+        d.pop("signmethod")
+        devs.append(d)
+    login = f"/ext/session/{GW_PK}/gw-0001/combine/batch_login"
+    r = await c.request(login, {"signMethod": "hmacSha256", "deviceList": devs}, qos=0)
+    assert r["code"] == 200, r
+
+
+async def test_services_and_property_set_from_the_rest_api(tmp_path: Path, db_url: str) -> None:
+    async with alink_hub(tmp_path, db_url) as h, h.http() as http:
+        c = await _gateway(h)
+        try:
+            await _logged_in(h, c, "sub-0")
+            url = "/api/v1/devices/sub-0/services/calibrate"
+            call = asyncio.create_task(http.post(url, json={"params": {"offset": 1.5}, "timeout": 5000}))
+            # delivered to the gateway's connection without any SUBSCRIBE, on the sub-device's topic
+            req = await c.wait_for(c.topic("thing/service/calibrate", SUB_PK, "sub-0"))
+            assert req["method"] == "thing.service.calibrate" and req["params"] == {"offset": 1.5}
+            assert req["version"] == "1.0" and req["id"].isdigit()
+            # the SDK's thing_answer_service sends {id, code, data} (no message)
+            reply = {"id": req["id"], "code": 200, "data": {"ok": True}}
+            await c.publish(c.topic("thing/service/calibrate_reply", SUB_PK, "sub-0"), orjson.dumps(reply), 0)
+            r = await call
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["code"] == 200 and body["data"] == {"ok": True} and body["status"] == "SUCCESSFUL"
+            stored = await http.get(f"/api/v1/rpc/{body['rpcId']}")
+            assert stored.json()["response"]["data"] == {"ok": True}
+            # input checked against the model before anything is sent
+            r = await http.post(url, json={"params": {"offset": 50}})
+            assert r.status_code == 400 and "params.offset" in r.json()["error"]["message"], r.text
+            r = await http.post("/api/v1/devices/sub-0/services/nope", json={"params": {}})
+            assert r.status_code == 400 and "nope" in r.json()["error"]["message"]
+            # a reply that does not fit the output parameters: 502 naming the field
+            call = asyncio.create_task(http.post(url, json={"params": {"offset": 0}}))
+            req = await c.wait_for(c.topic("thing/service/calibrate", SUB_PK, "sub-0"))
+            bad = {"id": req["id"], "code": 200, "data": {"ok": "yes"}}
+            await c.publish(c.topic("thing/service/calibrate_reply", SUB_PK, "sub-0"), orjson.dumps(bad), 0)
+            r = await call
+            assert r.status_code == 502 and "data.ok" in r.json()["error"]["message"], r.text
+            # a device error code is returned to the caller as it is
+            call = asyncio.create_task(http.post(url, json={"params": {"offset": 0}}))
+            req = await c.wait_for(c.topic("thing/service/calibrate", SUB_PK, "sub-0"))
+            err = {"id": req["id"], "code": 100001, "data": {}, "message": "motor stuck"}
+            await c.publish(c.topic("thing/service/calibrate_reply", SUB_PK, "sub-0"), orjson.dumps(err), 0)
+            body = (await call).json()
+            assert body["code"] == 100001 and body["message"] == "motor stuck"
+            # no reply: 504
+            r = await http.post(url, json={"params": {"offset": 0}, "timeout": 300})
+            assert r.status_code == 504 and r.json()["error"]["code"] == "rpc_timeout"
+            await c.wait_for(c.topic("thing/service/calibrate", SUB_PK, "sub-0"))
+
+            # property set: writable properties only
+            r = await http.post("/api/v1/devices/sub-0/properties/set", json={"params": {"temp": 20}})
+            assert r.status_code == 400 and "read-only" in r.json()["error"]["message"]
+            r = await http.post("/api/v1/devices/sub-0/properties/set", json={"params": {"level": 11}})
+            assert r.status_code == 400 and "params.level" in r.json()["error"]["message"]
+            call = asyncio.create_task(http.post("/api/v1/devices/sub-0/properties/set", json={"params": {"level": 7}}))
+            req = await c.wait_for(c.topic("thing/service/property/set", SUB_PK, "sub-0"))
+            assert req["method"] == "thing.service.property.set" and req["params"] == {"level": 7}
+            ok = {"id": req["id"], "code": 200, "data": {}}
+            await c.publish(c.topic("thing/service/property/set_reply", SUB_PK, "sub-0"), orjson.dumps(ok), 1)
+            assert (await call).json()["code"] == 200
+            # a device that nobody serves now
+            r = await http.post("/api/v1/devices/sub-1/services/calibrate", json={"params": {}})
+            assert r.status_code == 409 and r.json()["error"]["code"] == "device_offline"
+            # wait=false: 202 at once, the reply lands in the call's record
+            r = await http.post(url, json={"params": {"offset": 0}, "wait": False})
+            assert r.status_code == 202 and r.json()["status"] == "SENT"
+            rpc_id = r.json()["rpcId"]
+            req = await c.wait_for(c.topic("thing/service/calibrate", SUB_PK, "sub-0"))
+            ok = {"id": req["id"], "code": 200, "data": {"ok": False}}
+            await c.publish(c.topic("thing/service/calibrate_reply", SUB_PK, "sub-0"), orjson.dumps(ok), 1)
+
+            async def done() -> bool:
+                return (await http.get(f"/api/v1/rpc/{rpc_id}")).json()["status"] == "SUCCESSFUL"
+
+            for _ in range(100):
+                if await done():
+                    break
+                await asyncio.sleep(0.05)
+            assert await done()
+        finally:
+            await c.disconnect()
+
+
+async def test_gateway_offline_takes_its_sub_devices_offline_gateway(tmp_path: Path, db_url: str) -> None:
+    async with alink_hub(tmp_path, db_url) as h:
+        bus = h.m.node.bus
+        sub = bus.subscribe(f"t.{TENANT}.status.*")
+        c = await _gateway(h)
+        try:
+            await _logged_in(h, c, "sub-0", "sub-1")
+            await eventually(lambda: h.m.hub.session_for_device("gw-0001") is not None)
+            seen: dict[str, str] = {}
+            while len(seen) < 3 or any(v != "online" for v in seen.values()):
+                env = await sub.get(timeout=5)
+                assert env is not None
+                seen[env.data["deviceId"]] = env.data["presence"]
+            c.abort()  # the gateway's connection just ends: no logouts
+            gone: dict[str, dict[str, str]] = {}
+            while len(gone) < 3:
+                env = await sub.get(timeout=5)
+                assert env is not None
+                gone[env.data["deviceId"]] = env.data
+            assert gone["gw-0001"]["presence"] == "offline"
+            for n in ("sub-0", "sub-1"):
+                assert gone[n]["presence"] == "offline-gateway" and gone[n]["gatewayId"] == "gw-0001"
+                assert await _presence(h, n) is Presence.GATEWAY_OFFLINE
+            assert await _presence(h, "sub-2") is Presence.OFFLINE
+            # back again: the sub-devices stay offline until the gateway logs them in
+            c2 = await _gateway(h)
+            try:
+                r = await c2.request(c2.topic("thing/event/property/post", SUB_PK, "sub-0"), {"temp": 1})
+                assert r["code"] == 7108
+                assert await _presence(h, "sub-0") is Presence.GATEWAY_OFFLINE
+            finally:
+                await c2.disconnect()
+        finally:
+            sub.close()
+            c.stop()
+
+
+async def test_topology_changes_are_pushed_to_the_gateway(tmp_path: Path, db_url: str) -> None:
+    async with alink_hub(tmp_path, db_url) as h, h.http() as http:
+        c = await _gateway(h)
+        try:
+            r = await http.post("/api/v1/gateways/gw-0001/topology", json={"add": ["sub-0", "sub-1"]})
+            assert r.status_code == 200 and r.json()["added"] == ["sub-0", "sub-1"], r.text
+            note = await c.wait_for(c.topic("thing/topo/change"))
+            assert note["method"] == "thing.topo.change" and note["id"].isdigit()
+            assert note["params"] == {
+                "status": 0,
+                "subList": [
+                    {"productKey": SUB_PK, "deviceName": "sub-0"},
+                    {"productKey": SUB_PK, "deviceName": "sub-1"},
+                ],
+            }
+            r = await http.delete("/api/v1/gateways/gw-0001/topology/sub-1")
+            assert r.status_code == 200 and r.json()["removed"] == ["sub-1"]
+            note = await c.wait_for(c.topic("thing/topo/change"))
+            assert note["params"] == {"status": 1, "subList": [{"productKey": SUB_PK, "deviceName": "sub-1"}]}
+            # deleting the device itself is a topology change too
+            r = await http.delete("/api/v1/devices/sub-0")
+            assert r.status_code == 204
+            note = await c.wait_for(c.topic("thing/topo/change"))
+            assert note["params"]["status"] == 1 and note["params"]["subList"][0]["deviceName"] == "sub-0"
+            # the gateway's own change is answered, not notified back to it
+            r = await c.request(c.topic("thing/topo/add"), [sub_sign(SUB_PK, "sub-2", _secret(h, "sub-2"))])
+            assert r["code"] == 200
+            await c.nothing(0.3)
+            tree = (await http.get("/api/v1/gateways/gw-0001/topology")).json()
+            assert [x["id"] for x in tree["children"]] == ["sub-2"] and tree["topologyVersion"] == 4
+        finally:
+            await c.disconnect()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_malformed_requests_and_batch_limits(tmp_path: Path, db_url: str) -> None:
+    async with alink_hub(tmp_path, db_url) as h:
+        c = await _gateway(h)
+        try:
+            topo = c.topic("thing/topo/add")
+            await c.publish(topo, b"not json", 1)
+            r = await c.reply(topo + "_reply")
+            assert r["code"] == 6207 and set(r) == {"id", "code", "data", "message"}
+            await c.publish(topo, orjson.dumps({"params": []}), 1)
+            assert (await c.reply(topo + "_reply"))["code"] == 460
+            many = [{"productKey": TRUST_PK, "deviceName": f"t{i}"} for i in range(31)]
+            r = await c.request(topo, many)
+            assert r["code"] == 460 and "at most 30" in r["message"]
+            login = f"/ext/session/{GW_PK}/gw-0001/combine/batch_login"
+            devs = [sub_sign(SUB_PK, f"s{i}", "x" * 10) for i in range(51)]
+            r = await c.request(login, {"signMethod": "hmacSha256", "deviceList": devs}, qos=0)
+            assert r["code"] == 460 and "at most 50" in r["message"]
+            r = await c.request(c.topic("thing/nothing/here"), {})
+            assert r["code"] == 6203
+            # another device's topics are not this session's
+            r = await c.request("/sys/otherPk/other/thing/topo/get", {})
+            assert r["code"] == 6203
+            assert await h.store.devices.children("gw-0001") == []
+        finally:
+            await c.disconnect()
