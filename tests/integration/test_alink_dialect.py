@@ -245,6 +245,18 @@ async def test_services_and_property_set_from_the_rest_api(tmp_path: Path, db_ur
             await c.disconnect()
 
 
+async def _sse_until(h: AlinkHub, device_id: str, presence: str) -> dict[str, str]:
+    """Read the live event stream until ``device_id`` shows ``presence``."""
+    async with h.http() as http, http.stream("GET", f"/api/v1/events/stream?tenantId={TENANT}&types=status") as r:
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                data = orjson.loads(line[6:])
+                if data.get("deviceId") == device_id and data.get("presence") == presence:
+                    return data  # type: ignore[no-any-return]
+    raise AssertionError("the stream ended")
+
+
 async def test_gateway_offline_takes_its_sub_devices_offline_gateway(tmp_path: Path, db_url: str) -> None:
     async with alink_hub(tmp_path, db_url) as h:
         bus = h.m.node.bus
@@ -258,7 +270,10 @@ async def test_gateway_offline_takes_its_sub_devices_offline_gateway(tmp_path: P
                 env = await sub.get(timeout=5)
                 assert env is not None
                 seen[env.data["deviceId"]] = env.data["presence"]
+            sse = asyncio.create_task(_sse_until(h, "sub-1", "offline-gateway"))
+            await asyncio.sleep(0.3)  # the stream is open
             c.abort()  # the gateway's connection just ends: no logouts
+            assert (await asyncio.wait_for(sse, 10))["gatewayId"] == "gw-0001"
             gone: dict[str, dict[str, str]] = {}
             while len(gone) < 3:
                 env = await sub.get(timeout=5)
@@ -340,5 +355,8 @@ async def test_malformed_requests_and_batch_limits(tmp_path: Path, db_url: str) 
             r = await c.request("/sys/otherPk/other/thing/topo/get", {})
             assert r["code"] == 6203
             assert await h.store.devices.children("gw-0001") == []
+            # SUBSCRIBE inside its own namespace is granted (and changes nothing); others' is refused
+            assert await c.subscribe(c.topic("thing/service/+"), 1) == [1]
+            assert await c.subscribe("/sys/otherPk/other/#", 1) == [0x80]
         finally:
             await c.disconnect()
