@@ -104,8 +104,10 @@ class IotdaHub:
             return int((await c.execute(q)).scalar_one())
 
     async def count_events(self) -> int:
+        """Events the device API logged (the provisioning's topology changes are logged too: not these)."""
+        q = select(func.count()).select_from(events).where(events.c.type != "topology")
         async with self.node.store.db.connect() as c:  # type: ignore[union-attr]
-            return int((await c.execute(select(func.count()).select_from(events))).scalar_one())
+            return int((await c.execute(q)).scalar_one())
 
 
 def error(r: httpx.Response, status: int, code: str) -> str:

@@ -110,7 +110,8 @@ async def snapshot_b(hub: RunningHub) -> dict[str, Any]:
     assert {d["id"] for d in out["devices"]["items"]} == {"gwB", "subB", "dirB"}
     assert out["telemetry"]["temp"] == [{"ts": 1000, "value": 20.5}, {"ts": 2000, "value": 21}]
     assert out["attributes"] == {"shared": {"interval": 30}, "server": {"location": "hall"}}
-    assert [e["body"] for e in out["events"]["items"]] == [{"hello": "B"}]
+    assert [e["body"] for e in out["events"]["items"] if e["type"] == "message"] == [{"hello": "B"}]
+    assert [e["deviceId"] for e in out["events"]["items"] if e["type"] == "topology"] == ["gwB"]  # subB joined it
     assert len(out["apikeys"]["items"]) == 2
     return out
 

@@ -33,6 +33,7 @@ CLIENTS: dict[str, list[str]] = {
         "mmh3==5.3.1",
         "thingsboard-gateway==3.8.5",
     ],
+    "aliyun-iot-linkkit": ["paho-mqtt==1.6.1", "crcmod==1.7", "aliyun-iot-linkkit==1.2.13"],
 }
 OVERRIDING_ENV = ("host", "port", "type", "accessToken", "username", "password", "caCert", "privateKey", "cert")
 

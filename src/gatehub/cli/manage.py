@@ -386,18 +386,14 @@ def device_secret_reset(
     config: str = ConfigOpt,
     json: bool = JsonOpt,
 ) -> None:
-    """Give a device a new secret and forget its IoTDA access tokens (shown once)."""
-    from gatehub.domain.model import new_secret
-    from gatehub.store.tokens import DeviceTokens
-
-    new = secret or new_secret()
-    if not 8 <= len(new) <= 128:
+    """Give a device a new secret (shown once): dynamic registration may deliver it again, and its
+    IoTDA access tokens end."""
+    if secret is not None and not 8 <= len(secret) <= 128:
         raise typer.BadParameter("--secret must be 8-128 characters")
 
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
-            await st.devices.update(tenant, device_id, secret=new)
-            revoked = await DeviceTokens(st.db).revoke_device(device_id)
-            return {"id": device_id, "secret": new, "tokensRevoked": revoked}
+            dev, revoked = await st.provisioning.reset_secret(tenant, device_id, secret)
+            return {"id": device_id, "secret": dev.secret, "secretDelivered": False, "tokensRevoked": revoked}
 
     emit(run(go), json, secrets=["secret"])

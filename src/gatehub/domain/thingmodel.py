@@ -1,24 +1,39 @@
-"""Thing models: what properties a product's devices report, and checking values against them.
+"""Thing models: what a product's devices report and offer, and checking values against them.
 
-A product's ``thing_model`` is a JSON object. When it has a ``properties`` list, reports are
-validated against it; without one, anything goes. Entries follow the Alibaba TSL shape::
+A product's ``thing_model`` is a JSON object in the Alibaba TSL shape (import/export it as it
+is). Each section that is present and non-empty is enforced; a missing one lets anything through::
 
     {"properties": [
-        {"identifier": "Height", "dataType": {"type": "int", "specs": {"min": "0", "max": "500"}}},
+        {"identifier": "Height", "accessMode": "rw",
+         "dataType": {"type": "int", "specs": {"min": "0", "max": "500", "unit": "cm"}}},
         {"identifier": "serviceId.Speed", "dataType": {"type": "double"}, "key": "speed"},
         {"identifier": "Mode", "service": "motor", "dataType": {"type": "enum", "specs": {"0": "off", "1": "on"}}}
-    ]}
+     ],
+     "events": [
+        {"identifier": "Overheat", "type": "alert",
+         "outputData": [{"identifier": "temp", "dataType": {"type": "float"}}]}
+     ],
+     "services": [
+        {"identifier": "Reboot", "callType": "sync",
+         "inputData": [{"identifier": "delay", "dataType": {"type": "int", "specs": {"min": "0"}}}],
+         "outputData": [{"identifier": "ok", "dataType": {"type": "bool"}}]}
+     ]}
 
-- ``identifier`` names the property. Dialects with services (IoTDA) look a property up as
-  ``"{service}.{name}"`` first, then as ``name`` (an entry with ``service`` set matches only that
-  service).
-- ``key`` (optional) is the telemetry key the value is stored under; without it the dialect
-  picks one (IoTDA: ``{service}.{name}``, Alink: the identifier).
-- ``dataType.type`` is one of int, float, double, bool, text (or string), enum, date, struct,
-  array. ``specs``: ``min``/``max`` (numbers or numeric strings) for int/float/double;
-  ``length`` (or ``max_length``) for text; the allowed values as keys of an object
-  (``{"0": "off"}``) or as a list for enum; ``item`` (a dataType) and ``size`` for array;
-  a list of entries for struct.
+- Properties: ``identifier`` names the property. Dialects with services (IoTDA) look a property up
+  as ``"{service}.{name}"`` first, then as ``name`` (an entry with ``service`` set matches only
+  that service). ``key`` (optional) is the telemetry key the value is stored under; without it
+  the dialect picks one (IoTDA: ``{service}.{name}``, Alink: the identifier). ``accessMode`` is
+  ``r`` (read only: the platform may not set it) or ``rw`` (the default). ``specs.unit`` and
+  ``specs.unitName`` are kept for display.
+- ``dataType.type`` is one of int (32-bit signed), float (32-bit), double, bool, text (or
+  string), enum, date, struct, array. ``specs``: ``min``/``max`` (numbers or numeric strings) for
+  int/float/double; ``length`` (or ``max_length``) for text; the allowed values as keys of an
+  object (``{"0": "off"}``) or as a list for enum; ``item`` (a dataType) and ``size`` for array;
+  a list of members for struct. ``step`` is kept but not enforced (as Alibaba does).
+- Events: ``outputData`` are the event's parameters; ``type`` is info, alert or error. The TSL's
+  ``post`` event and ``set``/``get`` services mirror the properties and are skipped.
+- Services: ``callType`` sync or async; ``inputData`` are checked when the platform invokes the
+  service, ``outputData`` when the device answers.
 
 Nothing here does I/O; a compiled :class:`ThingModel` is immutable and cheap to share.
 """
@@ -27,12 +42,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatehub.errors import InvalidInput
 
 TYPES = frozenset({"int", "float", "double", "bool", "text", "string", "enum", "date", "struct", "array"})
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+ACCESS_MODES = frozenset({"r", "rw"})
+EVENT_TYPES = frozenset({"info", "alert", "error"})
+CALL_TYPES = frozenset({"sync", "async"})
+_MIRRORS = {"events": "post", "services": ("set", "get")}  # TSL entries that mirror the properties
 
 
 class ThingModelError(InvalidInput):
@@ -56,6 +77,7 @@ class DataType:
     item: DataType | None = None  # array element type
     size: int | None = None  # array: most elements
     fields: Mapping[str, DataType] | None = None  # struct members
+    unit: str | None = None
 
     def check(self, value: Any, path: str) -> None:
         """Raise ThingModelError naming ``path`` when ``value`` does not fit."""
@@ -64,12 +86,16 @@ class DataType:
         if t == "int":
             if vt is not int:
                 raise ThingModelError(path, f"expected an integer, got {_json_type(value)}")
+            if not INT32_MIN <= value <= INT32_MAX:
+                raise ThingModelError(path, "outside the 32-bit integer range of an int")
             self._range(value, path)
         elif t in ("float", "double"):
             if vt is not int and vt is not float:
                 raise ThingModelError(path, f"expected a number, got {_json_type(value)}")
             if vt is float and not math.isfinite(value):
                 raise ThingModelError(path, "expected a finite number")
+            if t == "float" and abs(value) > FLOAT32_MAX:
+                raise ThingModelError(path, "outside the 32-bit range of a float (use double)")
             self._range(value, path)
         elif t == "bool":
             if vt is not bool and not (vt is int and value in (0, 1)):
@@ -115,6 +141,8 @@ class DataType:
             sub = self.fields.get(k)
             if sub is None:
                 raise ThingModelError(f"{path}.{k}", "not a member of this struct in the thing model")
+            if v is None:
+                raise ThingModelError(f"{path}.{k}", "null is not a value")
             sub.check(v, f"{path}.{k}")
 
 
@@ -124,16 +152,60 @@ class PropertySpec:
     data_type: DataType
     key: str | None = None  # storage key, if the model sets one
     service: str | None = None  # only this service's reports match (dialects with services)
+    access: str = "rw"  # "r": the device reports it, the platform may not set it
+    name: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.access == "rw"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    identifier: str
+    type: str  # info, alert, error
+    output: Mapping[str, DataType] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    identifier: str
+    call_type: str  # sync, async
+    input: Mapping[str, DataType] = field(default_factory=dict)
+    output: Mapping[str, DataType] = field(default_factory=dict)
+    name: str | None = None
+
+
+def check_params(params: Any, spec: Mapping[str, DataType], where: str, what: str) -> None:
+    """Validate an object of named parameters (service input/output, event output)."""
+    if type(params) is not dict:
+        raise ThingModelError(where, f"expected an object of {what}, got {_json_type(params)}")
+    for k, v in params.items():
+        dt = spec.get(k)
+        if dt is None:
+            raise ThingModelError(f"{where}.{k}", f"not one of the {what} in the thing model")
+        if v is None:
+            raise ThingModelError(f"{where}.{k}", "null is not a value")
+        dt.check(v, f"{where}.{k}")
 
 
 class ThingModel:
-    """A compiled thing model; ``strict`` when it lists properties (unknown ones are refused)."""
+    """A compiled thing model. ``strict`` when it lists properties (unknown ones are refused);
+    likewise events and services when it lists them."""
 
-    __slots__ = ("_index", "strict")
+    __slots__ = ("_index", "events", "services", "strict")
 
-    def __init__(self, properties: list[PropertySpec]) -> None:
+    def __init__(
+        self,
+        properties: list[PropertySpec],
+        events: list[EventSpec] | None = None,
+        services: list[ServiceSpec] | None = None,
+    ) -> None:
         self._index: dict[str, PropertySpec] = {p.identifier: p for p in properties}
         self.strict = bool(properties)
+        self.events: dict[str, EventSpec] = {e.identifier: e for e in events or ()}
+        self.services: dict[str, ServiceSpec] = {x.identifier: x for x in services or ()}
 
     def __len__(self) -> int:
         return len(self._index)
@@ -164,6 +236,48 @@ class ThingModel:
         spec.data_type.check(value, where)
         return spec
 
+    def check_set(self, params: Any, where: str = "params") -> None:
+        """Validate a property set from the platform: known, writable, fitting values."""
+        if type(params) is not dict or not params:
+            raise ThingModelError(where, "expected a non-empty object of property values")
+        for k, v in params.items():
+            if not self.strict:
+                if v is None:
+                    raise ThingModelError(f"{where}.{k}", "null is not a value")
+                continue
+            spec = self.check(k, v, f"{where}.{k}")
+            if not spec.writable:
+                raise ThingModelError(f"{where}.{k}", "read-only (accessMode r): it cannot be set")
+
+    def check_event(self, identifier: str, value: Any, where: str = "params.value") -> EventSpec | None:
+        """Validate an event's output parameters; its entry (None when events are not modelled)."""
+        if not self.events:
+            if value is not None and type(value) is not dict:
+                raise ThingModelError(where, f"expected an object, got {_json_type(value)}")
+            return None
+        spec = self.events.get(identifier)
+        if spec is None:
+            raise ThingModelError(identifier, "not an event of this product's thing model")
+        check_params({} if value is None else value, spec.output, where, "output parameters")
+        return spec
+
+    def check_service(self, identifier: str, params: Any, *, output: bool = False, where: str = "params") -> None:
+        """Validate a service's input (an invocation) or its output (the device's answer)."""
+        if not self.services:
+            if params is not None and type(params) is not dict:
+                raise ThingModelError(where, f"expected an object, got {_json_type(params)}")
+            return
+        spec = self.services.get(identifier)
+        if spec is None:
+            raise ThingModelError(identifier, "not a service of this product's thing model")
+        if output:
+            check_params({} if params is None else params, spec.output, where, "output parameters")
+        else:
+            check_params({} if params is None else params, spec.input, where, "input parameters")
+
+    def service(self, identifier: str) -> ServiceSpec | None:
+        return self.services.get(identifier)
+
 
 EMPTY = ThingModel([])
 
@@ -172,27 +286,108 @@ def compile_thing_model(model: Mapping[str, Any] | None) -> ThingModel:
     """Compile a product's thing model; raises InvalidInput when the model itself is malformed."""
     if not model:
         return EMPTY
-    props = model.get("properties")
-    if props is None:
+    if not isinstance(model, Mapping):
+        raise InvalidInput("thingModel must be an object")
+    props = _section(model, "properties")
+    events = [e for e in _section(model, "events") if not _mirror(e, "events")]
+    services = [x for x in _section(model, "services") if not _mirror(x, "services")]
+    if not props and not events and not services:
         return EMPTY
-    if not isinstance(props, list):
-        raise InvalidInput("thingModel.properties must be a list")
-    specs: list[PropertySpec] = []
-    for n, entry in enumerate(props):
-        where = f"thingModel.properties[{n}]"
+    return ThingModel(
+        [_property(entry, f"thingModel.properties[{n}]") for n, entry in enumerate(props)],
+        [_event(entry, f"thingModel.events[{n}]") for n, entry in enumerate(events)],
+        [_service(entry, f"thingModel.services[{n}]") for n, entry in enumerate(services)],
+    )
+
+
+def _section(model: Mapping[str, Any], name: str) -> list[Any]:
+    raw = model.get(name)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidInput(f"thingModel.{name} must be a list")
+    for n, entry in enumerate(raw):
         if not isinstance(entry, Mapping):
-            raise InvalidInput(f"{where} must be an object")
-        ident = entry.get("identifier")
-        if not isinstance(ident, str) or not ident:
-            raise InvalidInput(f"{where}.identifier must be a non-empty string")
-        key = entry.get("key")
-        service = entry.get("service")
-        if key is not None and (not isinstance(key, str) or not key):
-            raise InvalidInput(f"{where}.key must be a non-empty string")
-        if service is not None and not isinstance(service, str):
-            raise InvalidInput(f"{where}.service must be a string")
-        specs.append(PropertySpec(ident, _data_type(entry.get("dataType"), f"{where}.dataType"), key, service))
-    return ThingModel(specs)
+            raise InvalidInput(f"thingModel.{name}[{n}] must be an object")
+    return raw
+
+
+def _mirror(entry: Mapping[str, Any], section: str) -> bool:
+    ident = entry.get("identifier")
+    mirrors = _MIRRORS[section]
+    return ident == mirrors if isinstance(mirrors, str) else ident in mirrors
+
+
+def _ident(entry: Mapping[str, Any], where: str) -> str:
+    ident = entry.get("identifier")
+    if not isinstance(ident, str) or not ident:
+        raise InvalidInput(f"{where}.identifier must be a non-empty string")
+    return ident
+
+
+def _opt_str(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    v = entry.get(key)
+    if v is not None and not isinstance(v, str):
+        raise InvalidInput(f"{where}.{key} must be a string")
+    return v
+
+
+def _property(entry: Mapping[str, Any], where: str) -> PropertySpec:
+    ident = _ident(entry, where)
+    key = entry.get("key")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise InvalidInput(f"{where}.key must be a non-empty string")
+    access = entry.get("accessMode", "rw")
+    if access not in ACCESS_MODES:
+        raise InvalidInput(f"{where}.accessMode must be 'r' or 'rw'")
+    return PropertySpec(
+        ident,
+        _data_type(entry.get("dataType"), f"{where}.dataType"),
+        key,
+        _opt_str(entry, "service", where),
+        access,
+        _opt_str(entry, "name", where),
+    )
+
+
+def _params(raw: Any, where: str) -> dict[str, DataType]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise InvalidInput(f"{where} must be a list")
+    out: dict[str, DataType] = {}
+    for n, p in enumerate(raw):
+        if not isinstance(p, Mapping):
+            raise InvalidInput(f"{where}[{n}] must be an object")
+        ident = _ident(p, f"{where}[{n}]")
+        if ident in out:
+            raise InvalidInput(f"{where}[{n}].identifier {ident!r} appears twice")
+        out[ident] = _data_type(p.get("dataType"), f"{where}[{n}].dataType")
+    return out
+
+
+def _event(entry: Mapping[str, Any], where: str) -> EventSpec:
+    ident = _ident(entry, where)
+    etype = entry.get("type", "info")
+    if etype not in EVENT_TYPES:
+        raise InvalidInput(f"{where}.type must be one of {', '.join(sorted(EVENT_TYPES))}")
+    return EventSpec(
+        ident, etype, _params(entry.get("outputData"), f"{where}.outputData"), _opt_str(entry, "name", where)
+    )
+
+
+def _service(entry: Mapping[str, Any], where: str) -> ServiceSpec:
+    ident = _ident(entry, where)
+    call = entry.get("callType", "async")
+    if call not in CALL_TYPES:
+        raise InvalidInput(f"{where}.callType must be 'sync' or 'async'")
+    return ServiceSpec(
+        ident,
+        call,
+        _params(entry.get("inputData"), f"{where}.inputData"),
+        _params(entry.get("outputData"), f"{where}.outputData"),
+        _opt_str(entry, "name", where),
+    )
 
 
 def _data_type(raw: Any, where: str) -> DataType:
@@ -203,6 +398,8 @@ def _data_type(raw: Any, where: str) -> DataType:
         raise InvalidInput(f"{where}.type must be one of {', '.join(sorted(TYPES))}")
     specs = raw.get("specs")
     if t == "struct":
+        if specs is not None and not isinstance(specs, list):
+            raise InvalidInput(f"{where}.specs of a struct must be a list of members")
         members: dict[str, DataType] = {}
         for n, f in enumerate(specs or []):
             if not isinstance(f, Mapping) or not isinstance(f.get("identifier"), str):
@@ -222,14 +419,19 @@ def _data_type(raw: Any, where: str) -> DataType:
     sp: Mapping[str, Any] = specs if isinstance(specs, Mapping) else {}
     if t == "array":
         item = _data_type(sp["item"], f"{where}.specs.item") if sp.get("item") is not None else None
-        return DataType(t, item=item, size=_int(sp.get("size"), f"{where}.specs.size"))
-    length = sp.get("length", sp.get("max_length"))
-    return DataType(
-        t,
-        minimum=_float(sp.get("min"), f"{where}.specs.min"),
-        maximum=_float(sp.get("max"), f"{where}.specs.max"),
-        length=_int(length, f"{where}.specs.length"),
-    )
+        size = _int(sp.get("size"), f"{where}.specs.size")
+        if size is not None and size < 0:
+            raise InvalidInput(f"{where}.specs.size must not be negative")
+        return DataType(t, item=item, size=size)
+    length = _int(sp.get("length", sp.get("max_length")), f"{where}.specs.length")
+    if length is not None and length < 0:
+        raise InvalidInput(f"{where}.specs.length must not be negative")
+    lo = _float(sp.get("min"), f"{where}.specs.min")
+    hi = _float(sp.get("max"), f"{where}.specs.max")
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidInput(f"{where}.specs: min {_num(lo)} is above max {_num(hi)}")
+    unit = sp.get("unit")
+    return DataType(t, minimum=lo, maximum=hi, length=length, unit=unit if isinstance(unit, str) else None)
 
 
 def _float(v: Any, where: str) -> float | None:

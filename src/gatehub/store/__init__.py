@@ -16,6 +16,8 @@ from gatehub.store.data import Data
 from gatehub.store.db import Database
 from gatehub.store.devices import DeviceFilter, Devices
 from gatehub.store.ingest import IngestWriter, WriteBatch, WriteResult
+from gatehub.store.provisioning import Provisioning
+from gatehub.store.topology import Topology
 
 __all__ = [
     "Accounts",
@@ -25,7 +27,9 @@ __all__ = [
     "DeviceFilter",
     "Devices",
     "IngestWriter",
+    "Provisioning",
     "Store",
+    "Topology",
     "WriteBatch",
     "WriteResult",
     "commit_publisher",
@@ -38,8 +42,10 @@ class Store:
     def __init__(self, db: Database, bus: Bus | None = None) -> None:
         self.db = db
         self.accounts = Accounts(db)
-        self.catalog = Catalog(db)
+        self.catalog = Catalog(db, bus)
         self.devices = Devices(db, self.catalog, bus)
+        self.topology = Topology(db, self.catalog, self.devices)
+        self.provisioning = Provisioning(db, self.catalog, self.devices)
         self.data = Data(db)
         self.certificates = Certificates(db)
 

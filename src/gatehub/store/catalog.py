@@ -1,4 +1,9 @@
-"""Products: what a device is (node type, credentials, thing model)."""
+"""Products: what a device is (node type, credentials, thing model).
+
+A product's thing model is checked (compiled) before it is stored. Updates and deletions are
+published on the bus as ``catalog.product`` ``{"tenantId", "productId"}`` so that caches of
+compiled models (the dialects') drop the old one at once.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
+from gatehub.bus import Bus
 from gatehub.domain.model import NodeType, Product, check_id, check_name, new_secret
 from gatehub.domain.telemetry import now_ms
+from gatehub.domain.thingmodel import compile_thing_model
 from gatehub.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from gatehub.store.accounts import _is_integrity
 from gatehub.store.db import Database
@@ -29,8 +36,13 @@ def _product(r: Any) -> Product:
 
 
 class Catalog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, bus: Bus | None = None) -> None:
         self.db = db
+        self.bus = bus
+
+    def _changed(self, tenant_id: str, product_id: str) -> None:
+        if self.bus is not None:
+            self.bus.publish("catalog.product", {"tenantId": tenant_id, "productId": product_id})
 
     async def create_product(
         self,
@@ -46,6 +58,7 @@ class Catalog:
         check_id(product_id, "product id")
         if thing_model is not None and not isinstance(thing_model, dict):
             raise InvalidInput("thingModel must be an object")
+        compile_thing_model(thing_model)  # a malformed model is refused here, naming the entry
         p = Product(
             id=product_id,
             tenant_id=tenant_id,
@@ -116,8 +129,10 @@ class Catalog:
         values = {k: v for k, v in changes.items() if k in allowed and v is not None}
         if "name" in values:
             check_name(values["name"])
-        if "thing_model" in values and not isinstance(values["thing_model"], dict):
-            raise InvalidInput("thingModel must be an object")
+        if "thing_model" in values:
+            if not isinstance(values["thing_model"], dict):
+                raise InvalidInput("thingModel must be an object")
+            compile_thing_model(values["thing_model"])
         await self.get_product(tenant_id, product_id)
         if values:
             try:
@@ -127,6 +142,7 @@ class Catalog:
                 if _is_integrity(exc):
                     raise AlreadyExists(f"a product named {values.get('name')!r} already exists") from None
                 raise
+            self._changed(tenant_id, product_id)
         return await self.get_product(tenant_id, product_id)
 
     async def delete_product(self, tenant_id: str, product_id: str) -> None:
@@ -138,3 +154,4 @@ class Catalog:
             if used:
                 raise Conflict(f"product {product_id} still has {used} device(s); delete them first")
             await c.execute(delete(products).where(products.c.id == product_id))
+        self._changed(tenant_id, product_id)

@@ -1,6 +1,9 @@
 """Devices: gateways, sub-devices and direct devices; topology and presence.
 
 Changes that others care about (presence, topology) are published on the bus after commit.
+Topology changes bump the gateway's ``topology_version``, are written to the event log in the
+same transaction and published as ``t.{tenant}.topology.{gateway}`` with the new version.
+Dialects change topology through ``store.topology`` (the rules of who may add what live there).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +34,7 @@ from gatehub.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
 from gatehub.store.accounts import _is_integrity
 from gatehub.store.catalog import Catalog
 from gatehub.store.db import Database
-from gatehub.store.tables import attributes, devices, latest, telemetry
+from gatehub.store.tables import attributes, devices, events, latest, telemetry
 
 _NODE_RE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -96,6 +100,7 @@ class Devices:
         parent = await self.get(tenant_id, parent_id) if parent_id else None
         check_parent(kind, parent, tenant_id)
         now = now_ms()
+        versions: dict[str, int] = {}
         for _attempt in range(8):
             try:
                 async with self.db.begin() as c:
@@ -121,7 +126,8 @@ class Devices:
                         )
                     )
                     if parent_id:
-                        await _bump(c, [parent_id])
+                        versions = await bump_topology(c, [parent_id])
+                        await log_topology(c, tenant_id, parent_id, versions[parent_id], added=[device_id])
                 break
             except Exception as exc:
                 if not _is_integrity(exc):
@@ -133,7 +139,7 @@ class Devices:
             raise Unavailable("could not allocate a device number; try again")
         dev = await self.get(tenant_id, device_id)
         if parent_id:
-            self._topology(tenant_id, parent_id, added=[device_id])
+            self.topology_event(tenant_id, parent_id, versions[parent_id], added=[device_id], details=[dev])
         return dev
 
     async def _clash(self, tenant_id: str, device_id: str, name: str, token: str | None) -> str | None:
@@ -237,10 +243,12 @@ class Devices:
             await c.execute(delete(latest).where(latest.c.device_id == device_id))
             await c.execute(delete(telemetry).where(telemetry.c.device_id == device_id))
             await c.execute(delete(devices).where(devices.c.id == device_id))
+            versions: dict[str, int] = {}
             if dev.parent_id:
-                await _bump(c, [dev.parent_id])
+                versions = await bump_topology(c, [dev.parent_id])
+                await log_topology(c, tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id])
         if dev.parent_id:
-            self._topology(tenant_id, dev.parent_id, removed=[device_id])
+            self.topology_event(tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id], details=[dev])
         if orphans:
             self._publish(
                 f"t.{tenant_id}.topology.{device_id}",
@@ -256,11 +264,15 @@ class Devices:
             return dev
         async with self.db.begin() as c:
             await c.execute(update(devices).where(devices.c.id == device_id).values(parent_id=gateway_id))
-            await _bump(c, [g for g in (dev.parent_id, gateway_id) if g])
+            versions = await bump_topology(c, [g for g in (dev.parent_id, gateway_id) if g])
+            if dev.parent_id:
+                await log_topology(c, tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id])
+            if gateway_id:
+                await log_topology(c, tenant_id, gateway_id, versions[gateway_id], added=[device_id])
         if dev.parent_id:
-            self._topology(tenant_id, dev.parent_id, removed=[device_id])
+            self.topology_event(tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id], details=[dev])
         if gateway_id:
-            self._topology(tenant_id, gateway_id, added=[device_id])
+            self.topology_event(tenant_id, gateway_id, versions[gateway_id], added=[device_id], details=[dev])
         return await self.get(tenant_id, device_id)
 
     async def set_presence(
@@ -361,23 +373,36 @@ class Devices:
             msg["gatewayId"] = gateway_id
         self._publish(f"t.{tenant_id}.status.{device_id}", msg)
 
-    def _topology(
+    def topology_event(
         self,
         tenant_id: str,
         gateway_id: str,
+        version: int,
         added: list[str] | None = None,
         removed: list[str] | None = None,
+        source: str | None = None,
+        details: list[Device] | None = None,
     ) -> None:
-        self._publish(
-            f"t.{tenant_id}.topology.{gateway_id}",
-            {
-                "type": "topology",
-                "gatewayId": gateway_id,
-                "added": added or [],
-                "removed": removed or [],
-                "ts": now_ms(),
-            },
-        )
+        """Publish a committed topology change of ``gateway_id`` (its new ``version``);
+        ``details``: the sub-devices concerned (their product and name go into ``devices``)."""
+        msg: dict[str, Any] = {
+            "type": "topology",
+            "gatewayId": gateway_id,
+            "version": version,
+            "added": added or [],
+            "removed": removed or [],
+            "ts": now_ms(),
+        }
+        if source:
+            msg["source"] = source
+        if details:
+            msg["devices"] = [{"id": d.id, "productId": d.product_id, "name": d.name} for d in details]
+        self._publish(f"t.{tenant_id}.topology.{gateway_id}", msg)
+
+    def status_event(
+        self, tenant_id: str, device_id: str, kind: str, presence: Presence, ts: int, gateway_id: str | None = None
+    ) -> None:
+        self._status(tenant_id, device_id, kind, presence, ts, gateway_id)
 
 
 async def _next_number(c: AsyncConnection) -> int:
@@ -388,7 +413,34 @@ async def _next_number(c: AsyncConnection) -> int:
     return int(n)
 
 
-async def _bump(c: AsyncConnection, gateway_ids: list[str]) -> None:
+async def bump_topology(c: AsyncConnection, gateway_ids: list[str]) -> dict[str, int]:
+    """Add one to the topology version of each gateway; their new versions."""
+    if not gateway_ids:
+        return {}
     await c.execute(
         update(devices).where(devices.c.id.in_(gateway_ids)).values(topology_version=devices.c.topology_version + 1)
+    )
+    rows = (
+        await c.execute(select(devices.c.id, devices.c.topology_version).where(devices.c.id.in_(gateway_ids)))
+    ).all()
+    return {r.id: int(r.topology_version) for r in rows}
+
+
+async def log_topology(
+    c: AsyncConnection,
+    tenant_id: str,
+    gateway_id: str,
+    version: int,
+    added: list[str] | None = None,
+    removed: list[str] | None = None,
+    source: str | None = None,
+) -> None:
+    """The event-log row of a topology change, written in the change's transaction."""
+    body: dict[str, Any] = {"version": version, "added": added or [], "removed": removed or []}
+    if source:
+        body["source"] = source
+    await c.execute(
+        insert(events).values(
+            tenant_id=tenant_id, device_id=gateway_id, ts=now_ms(), type="topology", body=orjson.dumps(body).decode()
+        )
     )

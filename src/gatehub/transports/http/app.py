@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.responses import Response
 
 import gatehub
-from gatehub.transports.http.api import accounts, catalog, data
+from gatehub.transports.http.api import accounts, catalog, data, topology
 from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.errors import BodyLimit, JsonByDefault, install_error_handlers
 
@@ -45,7 +45,7 @@ def create_app(ctx: HubContext, extra_routers: list[APIRouter] | None = None) ->
     app.state.hub = ctx
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for mod in (accounts, catalog, data):
+    for mod in (accounts, catalog, data, topology):
         api.include_router(mod.router)
     for r in extra_routers or []:
         api.include_router(r)

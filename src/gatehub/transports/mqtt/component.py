@@ -22,6 +22,9 @@ async def build(node: Node) -> Component | None:
     from gatehub.transports.mqtt.thingsboard import install as install_thingsboard
 
     install_thingsboard(node, hub)  # ThingsBoard gateway/device API + REST RPC and claiming
+    from gatehub.transports.mqtt.alink import install as install_alink
+
+    install_alink(node, hub)  # Alibaba Link SDK gateways (Alink) + REST services and property set
     node.mqtt = hub  # dialects and other components find the MQTT hub here
     node.ctx.extras["mqtt"] = hub
     node.ctx.extras.setdefault("metrics", {}).update(

@@ -1,0 +1,337 @@
+"""The Alibaba Alink dialect: Link SDK gateways and devices (seed 001; wire facts in PROTOCOLS.md).
+
+A Link SDK client connects with its signature (``alink_auth``) and speaks ``/sys/{pk}/{dn}/...``
+and ``/ext/session/{pk}/{dn}/...``, where pk/dn are its product id and device name. The SDK never
+subscribes to replies or downlink: the hub sends them to the session that serves the device
+(auto-subscription); a SUBSCRIBE inside the device's own namespace is granted and changes nothing.
+
+- A gateway adds, deletes and reads its sub-devices (``thing/topo/*``, through ``store.topology``)
+  and logs them in and out (``combine/login``, ``batch_login`` ... at most 50). After a login the
+  sub-device's own topics travel on the gateway's connection. When the gateway's session ends
+  (not taken over) its logged-in sub-devices go offline-because-gateway-offline at once.
+- Topology changes made elsewhere (REST, CLI of this node, another dialect) are pushed to the
+  gateway on ``thing/topo/change`` (status 0 added, 1 deleted).
+- Dynamic registration: ``thing/sub/register`` (a pre-registered sub-device's secret, once),
+  ``thing/proxy/provisioning/product_register`` (signed with the sub-device product's secret),
+  and the ``authType=register`` CONNECT of a device that knows only its product's secret.
+- Property and event posts are checked against the product's thing model and stored; the reply
+  (200) goes out after the commit, then the PUBACK. Services and property sets come from the
+  REST API (``alink_things.ServiceCaller``) and their replies return to the caller.
+
+Every reply is ``{"id", "code", "data", "message"}`` on the request topic + ``_reply``; the
+codes are listed in docs/alink.md. Work per message runs in the session's order
+(``session.serial``); compiled thing models are cached and dropped on ``catalog.product``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gatehub.domain.model import DeviceKind
+from gatehub.domain.thingmodel import ThingModel, compile_thing_model
+from gatehub.errors import GatehubError
+from gatehub.protocols import alink
+from gatehub.protocols.alink import AlinkError, Code
+from gatehub.protocols.mqtt import Publish, Subscription
+from gatehub.store.ingest import WriteBatch
+from gatehub.store.rpc import RpcCalls
+from gatehub.transports.mqtt.alink_auth import REGISTER_METHOD
+from gatehub.transports.mqtt.dialect import AckResult, Dialect
+
+if TYPE_CHECKING:
+    from gatehub.node import Node
+    from gatehub.transports.mqtt.hub import MqttHub
+    from gatehub.transports.mqtt.session import MqttSession
+
+log = logging.getLogger(__name__)
+
+NOT_AUTHORIZED = 0x87
+REGISTER_TOPIC = "/ext/register"
+REGISTER_LINGER = 10.0  # seconds a registration session may stay after it got its secret
+GATEWAY_PATHS = ("thing/topo/", "thing/sub/register", "thing/proxy/provisioning/")
+
+
+class AlinkState:
+    """What one Link SDK session is (kept in ``session.state()["alink"]``)."""
+
+    __slots__ = ("device_id", "device_name", "is_gateway", "product_id", "tenant_id")
+
+    def __init__(self, tenant_id: str, device_id: str, product_id: str, device_name: str, is_gateway: bool) -> None:
+        self.tenant_id = tenant_id
+        self.device_id = device_id
+        self.product_id = product_id
+        self.device_name = device_name
+        self.is_gateway = is_gateway
+
+
+def alink_state(session: MqttSession) -> AlinkState | None:
+    st: AlinkState | None = session.state().get("alink")
+    return st
+
+
+class AlinkDialect(Dialect):
+    name = "alink"
+    prefixes = ("/sys/", "/ext/session/")
+
+    def __init__(self, hub: MqttHub, calls: RpcCalls) -> None:
+        from gatehub.transports.mqtt.alink_gateway import GatewayHandlers
+        from gatehub.transports.mqtt.alink_things import ServiceCaller, ThingHandlers, TopologyNotifier
+
+        self.hub = hub
+        self.store = hub.store
+        self.writer = hub.writer
+        self.settings = hub.settings
+        self.skew_ms = hub.settings.alink_timestamp_skew * 1000
+        # sub-devices logged in through a gateway: gateway id -> {(pk, dn): sub-device id}, and back
+        self.logged: dict[str, dict[tuple[str, str], str]] = {}
+        self.via: dict[str, str] = {}
+        self._models: dict[str, ThingModel] = {}
+        self._ids = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.gateway = GatewayHandlers(self)
+        self.things = ThingHandlers(self)
+        self.services = ServiceCaller(self, calls)
+        self.notifier = TopologyNotifier(self)
+
+    async def start(self) -> None:
+        self.spawn(self._watch_catalog())
+        self.notifier.start()
+
+    async def stop(self) -> None:
+        self.notifier.stop()
+        for t in list(self._tasks):
+            t.cancel()
+        self.services.stop()
+
+    # helpers used by the handler modules ------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("Alink background work failed: %s", t.exception())
+
+        task.add_done_callback(done)
+
+    def next_id(self) -> str:
+        """An id for a message the hub sends (topology notices): a number, as Alink wants."""
+        self._ids = (self._ids + 1) % 4_000_000_000
+        return str(self._ids)
+
+    async def model(self, tenant_id: str, product_id: str) -> ThingModel:
+        m = self._models.get(product_id)
+        if m is None:
+            prod = await self.store.catalog.get_product(tenant_id, product_id)
+            m = compile_thing_model(prod.thing_model)
+            if len(self._models) > 10_000:
+                self._models.clear()
+            self._models[product_id] = m
+        return m
+
+    async def _watch_catalog(self) -> None:
+        sub = self.hub.bus.subscribe("catalog.product", maxsize=10_000)
+        async for env in sub:
+            self._models.pop(str(env.data.get("productId")), None)
+        self._models.clear()  # fell behind: forget everything
+
+    def session_of(self, device_id: str) -> MqttSession | None:
+        """The Link SDK session that serves ``device_id``: its own, or its gateway's after a login."""
+        s = self.hub.session_for_device(device_id)
+        if s is not None and alink_state(s) is not None:
+            return s
+        gw = self.via.get(device_id)
+        if gw is not None:
+            s = self.hub.session_for_device(gw)
+            if s is not None and alink_state(s) is not None:
+                return s
+        return None
+
+    def login(self, gateway_id: str, pk: str, dn: str, device_id: str) -> None:
+        self.logged.setdefault(gateway_id, {})[(pk, dn)] = device_id
+        self.via[device_id] = gateway_id
+
+    def logout(self, gateway_id: str, device_id: str) -> bool:
+        subs = self.logged.get(gateway_id)
+        if not subs:
+            return False
+        for key, dev in list(subs.items()):
+            if dev == device_id:
+                del subs[key]
+                if self.via.get(device_id) == gateway_id:
+                    del self.via[device_id]
+                return True
+        return False
+
+    @staticmethod
+    def send(session: MqttSession, topic: str, payload: bytes) -> None:
+        session.send(topic, payload, 1)
+
+    def reply(self, session: MqttSession, topic: str, rid: str, code: int, data: Any = None, msg: str = "") -> None:
+        self.send(session, topic + "_reply", alink.reply(rid, code, data, msg or None))
+
+    # sessions ---------------------------------------------------------------------------------
+    async def on_connect(self, session: MqttSession) -> None:
+        p = session.principal
+        if p is None:
+            return
+        if p.method == REGISTER_METHOD:
+            await self._deliver_registration(session)
+            return
+        if p.device_id is None:
+            return
+        dev = await self.store.devices.get(p.tenant_id, p.device_id)
+        session.state()["alink"] = AlinkState(
+            p.tenant_id, dev.id, dev.product_id, dev.name, dev.kind is DeviceKind.GATEWAY
+        )
+
+    async def _deliver_registration(self, session: MqttSession) -> None:
+        names = alink.parse_username(session.connect.username or "") if session.connect else None
+        if names is None:
+            session.disconnect(NOT_AUTHORIZED)
+            return
+        dn, pk = names
+        try:
+            dev = await self.store.provisioning.deliver_secret(None, pk, dn)
+        except GatehubError as exc:
+            log.info("dynamic registration of %s/%s refused: %s", pk, dn, exc)
+            session.disconnect(NOT_AUTHORIZED)
+            return
+        body = {"productKey": pk, "deviceName": dn, "deviceSecret": dev.secret}
+        session.send(REGISTER_TOPIC, orjson.dumps(body), 1)
+        log.info("dynamic registration: the secret of %s/%s was delivered", pk, dn)
+        self.hub.loop.call_later(REGISTER_LINGER, session.close)
+
+    async def on_disconnect(self, session: MqttSession, *, taken_over: bool) -> None:
+        st = alink_state(session)
+        if st is None or taken_over or not st.is_gateway:
+            return  # a newer session of the same gateway keeps its logged-in sub-devices
+        if self.hub.session_for_device(st.device_id) not in (None, session):
+            return
+        for dev_id in self.logged.pop(st.device_id, {}).values():
+            if self.via.get(dev_id) == st.device_id:
+                del self.via[dev_id]
+        # the hub marks the gateway offline, which takes its online sub-devices to offline-gateway
+
+    def on_subscribe(self, session: MqttSession, sub: Subscription, subscription_id: int | None) -> int:
+        st = alink_state(session)
+        if st is None:
+            return NOT_AUTHORIZED
+        own = (f"/sys/{st.product_id}/{st.device_name}/", f"/ext/session/{st.product_id}/{st.device_name}/")
+        f = sub.topic_filter
+        if f.startswith(own) or any(f.startswith(f"/sys/{pk}/{dn}/") for pk, dn in self.logged.get(st.device_id, {})):
+            return min(sub.qos, 1)  # granted; delivery is automatic anyway
+        return NOT_AUTHORIZED
+
+    def on_unsubscribe(self, session: MqttSession, topic_filter: str) -> int:
+        return 0
+
+    # inbound ----------------------------------------------------------------------------------
+    def on_publish(self, session: MqttSession, packet: Publish) -> AckResult:
+        st = alink_state(session)
+        if st is None:
+            return NOT_AUTHORIZED if packet.qos else None
+        topic = alink.parse_topic(packet.topic)
+        if topic is None:
+            log.info("%s: unparsable Alink topic %s", session.client_id, packet.topic)
+            return 0 if packet.qos else None
+        return self._after(session.serial(self._handle(session, st, topic, packet.topic, packet.payload)))
+
+    @staticmethod
+    async def _after(fut: asyncio.Future[Any]) -> int:
+        res = await fut
+        if isinstance(res, asyncio.Future):
+            await res  # a commit started by the job: the PUBACK waits for it
+        return 0
+
+    async def _handle(self, session: MqttSession, st: AlinkState, t: alink.Topic, raw: str, payload: bytes) -> Any:
+        is_reply = t.path.endswith("_reply")
+        try:
+            req = alink.parse_request(payload)
+        except AlinkError as exc:
+            if not is_reply:
+                self.reply(session, raw, alink.request_id_of(payload), exc.code, None, exc.message)
+            return 0
+        try:
+            return await self._dispatch(session, st, t, raw, req, is_reply)
+        except AlinkError as exc:
+            self.reply(session, raw, req.id, exc.code, None, exc.message)
+        except GatehubError as exc:
+            self.reply(session, raw, req.id, Code.PARAM_ERROR, None, exc.message)
+        except Exception:
+            log.exception("%s: %s failed", session.client_id, raw)
+            self.reply(session, raw, req.id, Code.INTERNAL_ERROR, None, "internal error")
+        return 0
+
+    async def _dispatch(
+        self, session: MqttSession, st: AlinkState, t: alink.Topic, raw: str, req: alink.Request, is_reply: bool
+    ) -> Any:
+        own = t.product_key == st.product_id and t.device_name == st.device_name
+        if t.family == "session":
+            if not own or not st.is_gateway:
+                raise AlinkError(Code.TOPIC_ERROR, "combine/* topics are the gateway's own")
+            return await self.gateway.session(session, st, t.path, raw, req)
+        path = t.path
+        if path.startswith(GATEWAY_PATHS):
+            if not own or not st.is_gateway:
+                raise AlinkError(Code.TOPIC_ERROR, f"{path} is served to a gateway on its own topic")
+            if path == "thing/topo/change_reply":
+                return 0
+            return await self.gateway.request(session, st, path, raw, req)
+        if own:
+            device_id, product_id = st.device_id, st.product_id
+        else:
+            sub = self.logged.get(st.device_id, {}).get((t.product_key, t.device_name))
+            if sub is None:
+                if is_reply:
+                    return 0
+                raise AlinkError(
+                    Code.NOT_LOGGED_IN,
+                    f"{t.product_key}/{t.device_name} is not logged in through this gateway (combine/login)",
+                )
+            device_id, product_id = sub, t.product_key
+        return await self.things.handle(session, st, device_id, product_id, path, raw, req, is_reply)
+
+    # commits ----------------------------------------------------------------------------------
+    def commit(self, batch: WriteBatch) -> asyncio.Future[Any]:
+        """Hand ``batch`` to the ingest writer without waiting; the future ends at its commit."""
+        try:
+            return self.writer.submit_nowait(batch)
+        except asyncio.QueueFull:
+            return asyncio.ensure_future(self.writer.write(batch))
+
+    def reply_after(
+        self, fut: asyncio.Future[Any], session: MqttSession, raw: str, rid: str, data: Any = None
+    ) -> asyncio.Future[Any]:
+        """Reply 200 once ``fut`` (a commit) is done, 500 if it failed; returns ``fut``."""
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                self.reply(session, raw, rid, Code.INTERNAL_ERROR, None, "the data could not be stored")
+            else:
+                self.reply(session, raw, rid, Code.OK, data)
+
+        fut.add_done_callback(done)
+        return fut
+
+
+def install(node: Node, hub: MqttHub) -> AlinkDialect:
+    """Add the Alink dialect to the hub, and its REST routes (services, property set)."""
+    from gatehub.transports.http.api import services as services_api
+
+    assert node.store is not None and node.ctx is not None
+    dialect = AlinkDialect(hub, RpcCalls(node.store.db))
+    hub.router.add(dialect)
+    node.ctx.extras["alink"] = dialect.services
+    node.ctx.extras.setdefault("routers", []).append(services_api.router)
+    node.ctx.extras.setdefault("metrics", {}).update({"gatehub_alink_subdevices_logged_in": lambda: len(dialect.via)})
+    return dialect
+
+
+__all__ = ["AlinkDialect", "AlinkState", "alink_state", "install"]
