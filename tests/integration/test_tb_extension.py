@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gatehub.domain.model import NodeType, Presence
-from gatehub.transports.mqtt.thingsboard_ext import register_sign
+from gatehub.protocols.tbext import register_sign
 from tests.interop.tbhub import GW_TOKEN, TENANT, Paho, TbHub, gateway_client, tb_hub
 
 EXT_TOPICS = ("v1/gateway/topology/#", "v1/gateway/register/response")

@@ -21,7 +21,6 @@ with the rest of the ThingsBoard API.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import time
@@ -33,6 +32,22 @@ import orjson
 from gatehub.domain.model import Device, DeviceKind, NodeType, Presence
 from gatehub.domain.telemetry import flatten_points, now_ms
 from gatehub.errors import AlreadyExists, GatehubError, InvalidInput, NotFound
+from gatehub.protocols.tbext import (
+    BATCH,
+    EXT_VERSION,
+    MAX_PER_REQUEST,
+    REGISTER,
+    REGISTER_RESPONSE,
+    SEQ_MAX,
+    TOPO_ADD,
+    TOPO_ADD_RESPONSE,
+    TOPO_CHANGE,
+    TOPO_DELETE,
+    TOPO_DELETE_RESPONSE,
+    TOPO_REQUEST,
+    TOPO_RESPONSE,
+    register_sign,
+)
 from gatehub.store import WriteBatch
 from gatehub.store.ingest import SequenceHeld
 from gatehub.transports.mqtt.dialect import AckResult
@@ -45,20 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXT_VERSION = 1
-TOPO_REQUEST = "v1/gateway/topology/request"
-TOPO_RESPONSE = "v1/gateway/topology/response"
-TOPO_ADD = "v1/gateway/topology/add"
-TOPO_ADD_RESPONSE = "v1/gateway/topology/add/response"
-TOPO_DELETE = "v1/gateway/topology/delete"
-TOPO_DELETE_RESPONSE = "v1/gateway/topology/delete/response"
-TOPO_CHANGE = "v1/gateway/topology/change"
-REGISTER = "v1/gateway/register"
-REGISTER_RESPONSE = "v1/gateway/register/response"
-BATCH = "v1/gateway/batch"
 TOPICS = frozenset({TOPO_REQUEST, TOPO_ADD, TOPO_DELETE, REGISTER, BATCH})
-MAX_PER_REQUEST = 100
-SEQ_MAX = 2**63 - 1
 
 OK = 0
 UNSPECIFIED = 0x80
@@ -91,13 +93,6 @@ def ext_state(session: MqttSession) -> ExtState:
     if xs is None:
         xs = session.state()["tbx"] = ExtState()
     return xs
-
-
-def register_sign(product_secret: str, device_name: str, product_key: str, random: str) -> str:
-    """HMAC-SHA256 (lowercase hex) keyed by the product secret over
-    ``deviceName{name}productKey{key}random{random}``, as Alink's dynamic registration signs."""
-    msg = f"deviceName{device_name}productKey{product_key}random{random}".encode()
-    return hmac.new(product_secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
 def _fail(name: Any, code: int, error: str, message: str) -> dict[str, Any]:
