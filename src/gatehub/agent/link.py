@@ -41,6 +41,7 @@ SUBSCRIPTIONS = (
     "v1/devices/me/rpc/response/+",
 )
 
+
 class HubUnavailable(Exception):
     """The connection to the hub is gone (or an answer did not come)."""
 
