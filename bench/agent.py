@@ -124,7 +124,10 @@ async def run(report: Report, quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="gatehub-bench-agent-") as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/hub.db"
         hub = subprocess.Popen(
-            [sys.executable, "-c", HUB, f"{tmp}/var", url, str(DEVICES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", HUB, f"{tmp}/var", url, str(DEVICES)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert hub.stdout is not None
