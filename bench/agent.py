@@ -118,17 +118,17 @@ async def _count(url: str) -> int:
         await db.close()
 
 
+def _start_hub(tmp: str, url: str) -> subprocess.Popen[str]:
+    args = [sys.executable, "-c", HUB, f"{tmp}/var", url, str(DEVICES)]
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 async def run(report: Report, quick: bool) -> None:
     batches = 100 if quick else 1000
     readings = batches * DEVICES * SAMPLES * KEYS
     with tempfile.TemporaryDirectory(prefix="gatehub-bench-agent-") as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/hub.db"
-        hub = subprocess.Popen(
-            [sys.executable, "-c", HUB, f"{tmp}/var", url, str(DEVICES)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        hub = _start_hub(tmp, url)
         try:
             assert hub.stdout is not None
             line = hub.stdout.readline()

@@ -19,6 +19,14 @@ from tests.interop.tbhub import GW_TOKEN, TENANT, TbHub, tb_hub
 GATEHUB = str(Path(sys.executable).parent / "gatehub")
 
 
+def _spawn(*cmd: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, capture_output=True, timeout=60)
+
+
 @pytest.fixture
 async def h(tmp_path: Path, db_url: str) -> AsyncIterator[TbHub]:
     async with tb_hub(tmp_path, db_url) as hub:
@@ -60,9 +68,7 @@ async def test_agent_run_and_lists(h: TbHub, tmp_path: Path) -> None:
     await h.store.catalog.create_product(TENANT, "thermo", "thermo", NodeType.SUBDEVICE)
     cfg = tmp_path / "agent.toml"
     cfg.write_text(AGENT_TOML.format(port=h.port, token=GW_TOKEN))
-    proc = subprocess.Popen(
-        [GATEHUB, "agent", "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    proc = _spawn(GATEHUB, "agent", "run", "--config", str(cfg))
     try:
 
         async def online() -> bool:
@@ -78,7 +84,7 @@ async def test_agent_run_and_lists(h: TbHub, tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "agent stopped" in out and "reconciled with the hub" in out
     assert (tmp_path / "state" / "agent.db").exists()  # relative to the config file
-    r = subprocess.run([GATEHUB, "agent", "lists", "-c", str(cfg), "--json"], capture_output=True, timeout=60)
+    r = _run(GATEHUB, "agent", "lists", "-c", str(cfg), "--json")
     assert r.returncode == 0, r.stderr
     lists = json.loads(r.stdout)
     assert [e["name"] for e in lists["LocalTopoList"]] == ["th-1"] and lists["RemovedDevList"] == []
