@@ -176,6 +176,9 @@ class Agent:
         if dev is None:
             log.debug("readings of unknown sub-device %s ignored", uid)
             return
+        if dev.refused is not None and self.link is not None:
+            self.outbox.readings_dropped += len(values)  # the hub will not take them (logged at the refusal)
+            return
         self.outbox.add(dev.name, values, ts)
 
     async def delete_local(self, uid: str) -> None:
@@ -266,7 +269,7 @@ class Agent:
                 if name in self.state.topo:
                     continue
                 dev = self.dev_by_name(name)
-                if dev is None or dev.refused is not None or self.link is None:
+                if dev is None or dev.refused is not None:
                     drop.add(name)
                 else:
                     pending = True
@@ -357,7 +360,7 @@ class Agent:
                     continue
                 if not dev.online:
                     self._post(Online(dev.uid))
-                self.outbox.add(dev.name, values)
+                self.report(dev.uid, values)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     # the connection ---------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class Reconciler:
     def __init__(self, agent: Agent) -> None:
         self.a = agent
         self.state = agent.state
+        self.added_at: dict[str, int] = {}  # name -> topology version of the hub's answer that added it
 
     # after connecting -------------------------------------------------------------------------
     async def after_connect(self, link: HubLink) -> Plan:
@@ -139,9 +140,13 @@ class Reconciler:
         if body.get("resync") and link is not None:
             await self.after_connect(link)
             return
+        version = body.get("topologyVersion")
         for name in body.get("removed") or ():
-            if isinstance(name, str) and name in self.state.topo:
-                await self.hub_deleted(name)
+            if not isinstance(name, str) or name not in self.state.topo:
+                continue
+            if isinstance(version, int) and self.added_at.get(name, -1) >= version:
+                continue  # an older change: the hub added it again after that
+            await self.hub_deleted(name)
 
     # the gateway's side -----------------------------------------------------------------------
     async def report_online(self, link: HubLink, name: str) -> None:
@@ -213,6 +218,7 @@ class Reconciler:
             wanted.append((name, entry))
         for chunk in [wanted[i : i + BATCH_LIMIT] for i in range(0, len(wanted), BATCH_LIMIT)]:
             ans = await link.request(TOPO_ADD, {"devices": [e for _n, e in chunk]})
+            version = ans.get("topologyVersion")
             for res in ans.get("results", []):
                 name = res.get("device")
                 dev = self.a.dev_by_name(name) if isinstance(name, str) else None
@@ -223,6 +229,8 @@ class Reconciler:
                     log.warning("the hub would not add %s: %s", dev.name, dev.refused)
                     continue
                 dev.refused = None
+                if isinstance(version, int):
+                    self.added_at[dev.name] = version
                 await self.state.add_topo(dev.name, dev.uid, dev.model, res.get("productKey"), res.get("id"))
                 if dev.online:
                     await self.report_online(link, dev.name)
@@ -234,15 +242,16 @@ class Reconciler:
         """The sub-device's credentials: stored, configured, or obtained now by dynamic
         registration (then stored, so never asked for twice). None when it cannot have any."""
         have = self.state.credentials.get(dev.name)
-        if have is not None:
-            return have
+        if have is not None and have.source == "registered":
+            return have  # obtained once from the hub: never asked for again
         creds = self.a.cfg.credentials
-        for d in creds.devices:
+        for d in creds.devices:  # entered at deployment: the config is the truth
             if d.uid == dev.uid:
                 model = creds.models.get(dev.model)
                 pk = d.product_key or (model.product_key if model else None)
                 cred = Credentials(dev.name, pk, d.device_secret, None, "config")
-                await self.state.save_credentials(cred)
+                if cred != have:
+                    await self.state.save_credentials(cred)
                 return cred
         model = creds.models.get(dev.model)
         if model is None:

@@ -71,11 +71,12 @@ BAD_PAYLOAD = 0x99
 class ExtState:
     """What one gateway session of the extension knows (``session.state()["tbx"]``)."""
 
-    __slots__ = ("ids", "names")
+    __slots__ = ("gone", "ids", "names")
 
     def __init__(self) -> None:
         self.ids: dict[str, str] = {}  # name -> id of this gateway's sub-devices (batch path)
         self.names: dict[str, str] = {}  # id -> name, of sub-devices this session was told about
+        self.gone: set[str] = set()  # names the hub took from this gateway during this session
 
     def learn(self, dev_id: str, name: str) -> None:
         self.ids[name] = dev_id
@@ -256,6 +257,7 @@ class TbExtension:
             raise InvalidInput(f"{name!r} is a {dev.kind.value}, not a sub-device")
         if isinstance(product_key, str) and product_key and dev.product_id != product_key:
             raise InvalidInput(f"{name!r} is a device of product {dev.product_id}, not {product_key}")
+        ext_state(session).gone.discard(name)
         if dev.parent_id != gw:
             old = dev.parent_id
             dev = await self.store.devices.set_parent(tenant, dev.id, gw)
@@ -376,7 +378,11 @@ class TbExtension:
         self, session: MqttSession, p: MqttPrincipal, epoch: str, seq: int, tele: dict[str, Any], attrs: dict[str, Any]
     ) -> Any:
         xs = ext_state(session)
+        st = tb_state(session)
         for name in (*tele, *attrs):
+            if name in xs.gone and name not in st.devices:
+                log.info("%s: batch data of %r dropped: the hub removed it from this gateway", session.client_id, name)
+                continue
             if name not in xs.ids:
                 try:
                     await self._adopt(session, p, name, None, None)
@@ -485,6 +491,8 @@ class TbExtension:
                     resync = True  # deleted before this session learned its name
                     continue
             removed.append(name)
+            if len(xs.gone) < 100_000:
+                xs.gone.add(name)
         added = []
         for dev_id in data.get("added") or ():
             try:
