@@ -84,6 +84,13 @@ class AckingClient(aiomqtt.Client):
         finally:
             self._acks.pop(info.mid, None)
 
+    def publish_nowait(self, topic: str, payload: bytes) -> None:
+        """QoS 0: handed to the socket, nothing to wait for."""
+        info = self._client.publish(topic, payload, 0)
+        self._early.pop(info.mid, None)  # paho reports a QoS 0 publish at once
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttCodeError(info.rc, "could not publish")
+
     def fail_pending(self) -> None:
         for fut in self._acks.values():
             if not fut.done():
@@ -189,7 +196,7 @@ class HubLink:
         try:
             if qos:
                 return await self.client.publish_acked(topic, payload, self.cfg.request_timeout * 3)
-            await self.client.publish(topic, payload, 0)
+            self.client.publish_nowait(topic, payload)
             return 0
         except MqttError as exc:
             raise HubUnavailable(str(exc)) from None
