@@ -97,6 +97,24 @@ async def test_powered_off_while_a_sub_device_is_deleted_on_the_hub(h: TbHub, tm
         assert await h.store.devices.find_by_name(TENANT, "th-2") is None  # not brought back by data
 
 
+async def test_renamed_on_the_hub_is_not_deleted(h: TbHub, tmp_path: Path) -> None:
+    state = tmp_path / "a.db"
+    async with running_agent(agent_cfg(h.port, state), sim("th-1", "th-2")) as agent:
+        await synced(agent)
+    th2 = await h.device("th-2")
+    assert (await h.http.patch(f"/api/v1/devices/{th2.id}", json={"name": "boiler"})).status_code == 200
+    s = sim("th-1", "th-2")
+    async with running_agent(agent_cfg(h.port, state), s) as agent:
+        await synced(agent)
+        assert names(agent, "LocalTopoList") == ["boiler", "th-1"]
+        assert names(agent, "LocalDevList") == ["boiler", "th-1"]
+        assert s.removed == []
+        await until(lambda: _is(children(h), {"boiler": Presence.ONLINE, "th-1": Presence.ONLINE}), what="topology")
+        n = len((await h.points(th2.id)).get("t", []))
+        await until(lambda: _points(h, th2.id, "t", n + 3), what="readings of the renamed device, same id")
+        assert await h.store.devices.find_by_name(TENANT, "th-2") is None
+
+
 async def test_cable_pulled_while_a_sub_device_is_deleted_locally(h: TbHub, tmp_path: Path) -> None:
     state = tmp_path / "a.db"
     mqtt = h.node.mqtt

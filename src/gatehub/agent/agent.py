@@ -204,6 +204,9 @@ class Agent:
 
     # LocalDevList -----------------------------------------------------------------------------
     def _name_of(self, info: SubDeviceInfo) -> str:
+        known = self.state.topo_by_uid(info.uid)  # LocalTopoList maps the uid to its hub name
+        if known is not None:
+            return known.name
         if info.name:
             return info.name
         for d in self.cfg.credentials.devices:
@@ -225,6 +228,12 @@ class Agent:
     def dev_by_name(self, name: str) -> LocalDev | None:
         uid = self.by_name.get(name)
         return self.devs.get(uid) if uid is not None else None
+
+    def rename_dev(self, old: str, new: str) -> None:
+        uid = self.by_name.pop(old, None)
+        if uid is not None and uid in self.devs:
+            self.devs[uid].name = new
+            self.by_name[new] = uid
 
     def pop_dev(self, name: str) -> LocalDev | None:
         uid = self.by_name.pop(name, None)
@@ -336,11 +345,16 @@ class Agent:
             if ev.topic == TOPO_CHANGE:
                 await r.changed(link, ev.body)
             elif ev.topic == GW_DISCONNECT:
-                dev = self.dev_by_name(str(ev.body.get("device")))
                 log.info("the hub disconnected %s (reason %s)", ev.body.get("device"), ev.body.get("reason"))
-                if dev is not None and dev.online and link is not None and dev.name in self.state.topo:
-                    await asyncio.sleep(1.0)  # ThingsBoard's reason 150 is a rate limit: a pause, then again
-                    await r.report_online(link, dev.name)
+                self._spawn(self._connect_again(str(ev.body.get("device"))))
+
+    async def _connect_again(self, name: str) -> None:
+        """ThingsBoard's reason 150 is a rate limit: after a pause, report the device online again."""
+        await asyncio.sleep(1.0)
+        dev, link = self.dev_by_name(name), self.link
+        if dev is not None and dev.online and link is not None and name in self.state.topo:
+            assert self._reconciler is not None
+            await self._reconciler.report_online(link, name)
 
     # polling ----------------------------------------------------------------------------------
     async def _poll(self, index: int, drv: Driver) -> None:

@@ -189,6 +189,43 @@ class LocalState:
         entry.credentials = self.credentials.get(name)
         return entry
 
+    async def rename(self, old: str, new: str) -> None:
+        """The hub renamed a proxied sub-device: its entry, credentials and unsent readings follow."""
+        c = self.conn
+        await c.execute("BEGIN IMMEDIATE")
+        try:
+            await c.execute("UPDATE topo SET name = ? WHERE name = ?", (new, old))
+            await c.execute("DELETE FROM credentials WHERE name = ?", (new,))
+            await c.execute("UPDATE credentials SET name = ? WHERE name = ?", (new, old))
+            after = 0
+            while rows := await self.next_batches(after, 200):
+                for row in rows:
+                    if old in row.names:
+                        body = orjson.loads(row.body)
+                        for part in body.values():
+                            if old in part:
+                                part[new] = part.pop(old)
+                        row.names[new] = row.names.pop(old)
+                        row.body = orjson.dumps(body)
+                        await self.rewrite_batch(row)
+                after = rows[-1].seq
+            await c.execute("COMMIT")
+        except BaseException:
+            await c.execute("ROLLBACK")
+            raise
+        entry = self.topo.pop(old, None)
+        cred = self.credentials.pop(old, None)
+        if cred is not None:
+            cred.name = new
+            self.credentials[new] = cred
+        if entry is not None:
+            entry.name = new
+            entry.credentials = cred
+            self.topo[new] = entry
+
+    def topo_by_uid(self, uid: str) -> TopoEntry | None:
+        return next((e for e in self.topo.values() if e.uid == uid), None)
+
     async def drop_topo(self, name: str) -> None:
         await self.conn.execute("DELETE FROM topo WHERE name = ?", (name,))
         self.topo.pop(name, None)

@@ -99,7 +99,9 @@ class Reconciler:
         ans = await link.request(TOPO_REQUEST, {})
         if ans.get("code") != 200:
             raise HubUnavailable(f"topology request refused: {ans.get('message') or ans}")
-        hub = {d["device"] for d in ans.get("devices", []) if isinstance(d, dict) and "device" in d}
+        listed = [d for d in ans.get("devices", []) if isinstance(d, dict) and isinstance(d.get("device"), str)]
+        hub = {d["device"] for d in listed}
+        await self._renamed({d["id"]: d["device"] for d in listed if d.get("id")})
         online = {d.name: d.online for d in self.a.devs.values()}
         plan = plan_after_connect(set(self.state.topo), online, set(self.state.removed), hub)
         for name in plan.drop:
@@ -119,6 +121,19 @@ class Reconciler:
             len(plan.delete),
         )
         return plan
+
+    async def _renamed(self, hub_names: dict[str, str]) -> None:
+        """A proxied sub-device the hub lists under another name (same hub id) was renamed
+        there, not deleted: it keeps its place under the new name."""
+        for entry in list(self.state.topo.values()):
+            new = hub_names.get(entry.hub_id or "")
+            if new is None or new == entry.name or new in self.state.topo:
+                continue
+            old = entry.name
+            await self.a.outbox.flush()
+            await self.state.rename(old, new)
+            self.a.rename_dev(old, new)
+            log.info("%s was renamed %s on the hub", old, new)
 
     # the hub's side ---------------------------------------------------------------------------
     async def hub_deleted(self, name: str) -> None:
