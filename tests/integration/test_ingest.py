@@ -108,3 +108,43 @@ async def test_close_drains_the_queue(store: Store, db_url: str) -> None:
     assert len(pts["d"]) == 200
     with pytest.raises(StorageError):
         await w.write(WriteBatch("acme"))
+
+
+async def test_a_failed_sequenced_batch_is_never_skipped(store: Store, db_url: str) -> None:
+    """Batch 2 of a sequence fails in a group with 3 and 4: they are refused too (SequenceHeld),
+    so that the resent 2 is stored, not taken for a replay; then 3 and 4 go in."""
+    from gatehub.store.ingest import SequenceHeld
+
+    def seq(n: int, *, bad: bool = False) -> WriteBatch:
+        attrs = [("ghost", "client", "k", "1", 1)] if bad else []  # a missing device breaks the foreign key
+        return WriteBatch("acme", telemetry=[row("m1", "q", 100 + n, n)], attributes=attrs, sequence=("gw", "e", n))
+
+    w = IngestWriter(db_url, queue_size=100, batch_rows=100_000)
+    await w.start()
+    try:
+        futs = [
+            w.submit_nowait(seq(1)),
+            w.submit_nowait(seq(2, bad=True)),
+            w.submit_nowait(seq(3)),
+            w.submit_nowait(seq(4)),
+        ]
+        await asyncio.wait(futs, timeout=10)
+        assert futs[0].exception() is None
+        assert isinstance(futs[1].exception(), StorageError)
+        assert isinstance(futs[2].exception(), SequenceHeld) and isinstance(futs[3].exception(), SequenceHeld)
+        with pytest.raises(SequenceHeld):
+            await w.write(seq(5))
+        assert not (await w.write(seq(2))).duplicate  # the resend clears the hold
+        assert not (await w.write(seq(3))).duplicate
+        assert not (await w.write(seq(4))).duplicate
+        assert (await w.write(seq(4))).duplicate
+        # a transport's refusal holds the sequence the same way; a new epoch starts over
+        w.hold_sequence("gw", "e", 5)
+        with pytest.raises(SequenceHeld):
+            await w.write(seq(6))
+        other = WriteBatch("acme", telemetry=[row("m1", "q", 200, 0)], sequence=("gw", "e2", 1))
+        assert not (await w.write(other)).duplicate
+    finally:
+        await w.close()
+    pts = await store.data.telemetry("m1", ["q"], 0, 1000)
+    assert [p["value"] for p in pts["q"]] == [1, 2, 3, 4, 0]

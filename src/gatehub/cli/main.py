@@ -9,7 +9,9 @@ import typer
 
 import gatehub
 from gatehub.cli import cert, manage, provisioning
+from gatehub.cli.agent import agent_app
 from gatehub.cli.common import ConfigOpt, err_console, settings_from
+from gatehub.cli.demo import demo
 from gatehub.config import describe_settings
 from gatehub.errors import ConfigError
 
@@ -24,6 +26,8 @@ app.add_typer(manage.gateway_app, name="gateway")
 app.add_typer(manage.device_app, name="device")
 app.add_typer(cert.cert_app, name="cert")
 assert provisioning.__name__  # its commands join the product, gateway and device groups
+app.add_typer(agent_app, name="agent")
+app.command()(demo)
 
 
 def _settings_help() -> str:

@@ -232,6 +232,21 @@ class Devices:
             await c.execute(update(devices).where(devices.c.id == device_id).values(**values))
         return await self.get(tenant_id, device_id)
 
+    async def deliver_secret(self, tenant_id: str, device_id: str) -> Device | None:
+        """Mark the device's secret delivered (dynamic registration), once: the device, or None
+        when it was delivered before (also to a concurrent caller)."""
+        async with self.db.begin() as c:
+            res = await c.execute(
+                update(devices)
+                .where(
+                    devices.c.id == device_id,
+                    devices.c.tenant_id == tenant_id,
+                    devices.c.secret_delivered.is_(False),
+                )
+                .values(secret_delivered=True)
+            )
+        return await self.get(tenant_id, device_id) if res.rowcount == 1 else None
+
     async def delete(self, tenant_id: str, device_id: str) -> None:
         dev = await self.get(tenant_id, device_id)
         async with self.db.begin() as c:

@@ -13,6 +13,12 @@ Replays: a batch may carry ``(gateway_id, epoch, seq)``. Within an epoch, a batc
 sequence number is not above the last committed one for that gateway is a replay: it is
 acknowledged without storing anything (``WriteResult.duplicate``). The check and the update of
 the high-water mark happen in the same transaction as the rows.
+
+A sequence never skips a batch that was not stored: when a sequenced batch fails (its write
+failed, or a transport refused it with ``hold_sequence``), later batches of that gateway and
+epoch are refused (``SequenceHeld``) until that very batch comes again (or a new epoch starts),
+so that a resend is never mistaken for a replay. Senders keep their batches in sequence order
+(``submit`` waits for queue space without reordering).
 """
 
 from __future__ import annotations
@@ -58,6 +64,11 @@ class WriteResult:
     duplicate: bool = False
 
 
+class SequenceHeld(StorageError):
+    """A sequenced batch came after a batch of the same gateway that was not stored: refused,
+    so that the sender resends from the missing one."""
+
+
 class CommitListener(Protocol):
     def __call__(self, batches: Sequence[WriteBatch]) -> None: ...
 
@@ -90,6 +101,7 @@ class IngestWriter:
         self._driver: _Driver | None = None
         self._task: asyncio.Task[None] | None = None
         self._seqs: dict[str, tuple[str, int]] = {}
+        self._held: dict[str, tuple[str, int]] = {}  # gateway -> (epoch, seq) of a batch not stored
         self._closing = False
         # counters for /metrics and benchmarks
         self.rows_committed = 0
@@ -121,6 +133,22 @@ class IngestWriter:
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(batch, fut))
         return fut
+
+    async def submit(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
+        """Queue ``batch`` (waiting for queue space, in call order) and return the future of its
+        commit without waiting for it."""
+        if self._closing or self._task is None:
+            raise StorageError("the ingest writer is not running")
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Item(batch, fut))
+        return fut
+
+    def hold_sequence(self, gateway_id: str, epoch: str, seq: int) -> None:
+        """A transport refused sequenced batch ``seq`` before it reached the writer (a rate
+        limit): later batches of this gateway and epoch are refused until it comes again."""
+        held = self._held.get(gateway_id)
+        if held is None or held[0] != epoch or seq < held[1]:
+            self._held[gateway_id] = (epoch, seq)
 
     async def close(self) -> None:
         """Stop taking batches, commit everything queued, then close the connection."""
@@ -155,7 +183,17 @@ class IngestWriter:
         assert self._driver is not None
         started = time.perf_counter()
         seqs = dict(self._seqs)
-        skip = self._replays(items, seqs)
+        skip, refused = self._replays(items, seqs)
+        if refused:
+            for n in sorted(refused):
+                item = items[n]
+                if not item.future.done():
+                    item.future.set_exception(refused[n])
+            items = [i for n, i in enumerate(items) if n not in refused]
+            if not items:
+                return
+            seqs = dict(self._seqs)
+            skip, _none = self._replays(items, seqs)
         try:
             await self._driver.write([i.batch for i in items], skip, seqs)
         except Exception as exc:
@@ -165,6 +203,8 @@ class IngestWriter:
                     await self._commit_items([item])
                 return
             err = exc if isinstance(exc, StorageError) else StorageError(f"write failed: {exc}")
+            if items[0].batch.sequence is not None:
+                self.hold_sequence(*items[0].batch.sequence)
             if not items[0].future.done():
                 items[0].future.set_exception(err)
             return
@@ -184,20 +224,31 @@ class IngestWriter:
             except Exception:
                 log.exception("commit listener failed")
 
-    @staticmethod
-    def _replays(items: list[_Item], seqs: dict[str, tuple[str, int]]) -> set[int]:
-        """Indexes of batches that are replays; advances ``seqs`` for the others."""
+    def _replays(
+        self, items: list[_Item], seqs: dict[str, tuple[str, int]]
+    ) -> tuple[set[int], dict[int, SequenceHeld]]:
+        """Indexes of batches that are replays, and of those refused because an earlier batch of
+        their sequence was not stored; advances ``seqs`` for the others."""
         skip: set[int] = set()
+        refused: dict[int, SequenceHeld] = {}
+        held_map = self._held
         for n, item in enumerate(items):
             if item.batch.sequence is None:
                 continue
             gw, epoch, seq = item.batch.sequence
             last = seqs.get(gw)
+            held = held_map.get(gw)
+            if held is not None:
+                if held[0] != epoch or seq == held[1] or (last is not None and last[0] == epoch and last[1] >= held[1]):
+                    del held_map[gw]  # the missing batch came again (or a new epoch began)
+                elif seq > held[1]:
+                    refused[n] = SequenceHeld(f"batch {seq} of gateway {gw} waits for batch {held[1]}, not stored")
+                    continue
             if last is not None and last[0] == epoch and seq <= last[1]:
                 skip.add(n)
             else:
                 seqs[gw] = (epoch, seq)
-        return skip
+        return skip, refused
 
 
 def _changed_seqs(

@@ -162,12 +162,17 @@ class ThingsBoardDialect(Dialect):
         self.left_at: dict[str, int] = {}  # device id -> when its last session ended (this process)
         self.rpc = RpcService(self, rpc_calls)
         self.pusher = AttributePusher(self)
+        self.ext: Any = None  # thingsboard_ext.TbExtension: the gatehub extension topics
 
     async def start(self) -> None:
         await self.rpc.start()
         self.pusher.start()
+        if self.ext is not None:
+            await self.ext.start()
 
     async def stop(self) -> None:
+        if self.ext is not None:
+            await self.ext.stop()
         self.pusher.stop()
         await self.rpc.stop()
 
@@ -245,6 +250,8 @@ class ThingsBoardDialect(Dialect):
 
     def _gateway(self, session: MqttSession, p: MqttPrincipal, topic: str, payload: bytes) -> AckResult:
         st = tb_state(session)
+        if self.ext is not None and topic in self.ext.topics:
+            return self.ext.on_publish(session, st, p, topic, payload)  # type: ignore[no-any-return]
         if topic in (GW_TELEMETRY, GW_ATTRIBUTES):
             body = orjson.loads(payload)
             if type(body) is not dict:
@@ -573,9 +580,11 @@ class ThingsBoardDialect(Dialect):
 def install(node: Node, hub: MqttHub) -> ThingsBoardDialect:
     """Add the ThingsBoard dialect to the hub and its REST routes (RPC, claiming) to the node."""
     from gatehub.transports.http.api import rpc as rpc_api
+    from gatehub.transports.mqtt.thingsboard_ext import TbExtension
 
     assert node.store is not None and node.ctx is not None
     dialect = ThingsBoardDialect(hub, RpcCalls(node.store.db), Claims(node.store.db))
+    dialect.ext = TbExtension(dialect)
     hub.router.add(dialect)
     node.ctx.extras["rpc"] = dialect.rpc
     node.ctx.extras["claims"] = dialect.claim_store
