@@ -215,3 +215,25 @@ async def test_persistent_rpc_without_reply_is_sent_again_then_times_out(h: TbHu
         # a late reply changes nothing
         await gw.publish("v1/gateway/rpc", {"device": "Deaf", "id": first["data"]["id"], "data": 1})
         assert (await h.http.get(f"/api/v1/rpc/{rpc_id}")).json()["status"] == "TIMEOUT"
+
+
+async def test_a_thingsboard_gateway_gets_nothing_of_other_dialects(h: TbHub) -> None:
+    """Topology changes made for a ThingsBoard gateway (its own connects, an operator's attach)
+    reach it only in its own dialect: never an Alink ``/sys/.../thing/topo/change`` push."""
+    async with gateway_client(h) as gw:
+        assert await gw.publish("v1/gateway/connect", {"device": "Dev A", "type": "thermostat"}) == 0
+        assert await gw.publish("v1/gateway/telemetry", {"Dev B": [{"v": 1}]}) == 0  # implicit connect
+        a = await h.device("Dev A")
+        c = await h.store.devices.create(TENANT, "Dev C", a.product_id)
+        r = await h.http.post("/api/v1/gateways/gw1/topology", json={"add": [c.id]})  # an operator attaches it
+        assert r.status_code == 200, r.text
+        assert (await h.device("Dev C")).parent_id == "gw1"
+        # an RPC round trip: everything the hub sent before it has arrived
+        call = asyncio.create_task(
+            h.http.post(f"/api/v1/devices/{a.id}/rpc", json={"method": "ping", "params": {}, "timeout": 5000})
+        )
+        req = await gw.expect("v1/gateway/rpc")
+        assert await gw.publish("v1/gateway/rpc", {"device": "Dev A", "id": req["data"]["id"], "data": "pong"}) == 0
+        assert (await call).status_code == 200
+        leaked = [t for t, _ in gw.pending() if not t.startswith("v1/")]
+        assert leaked == []

@@ -59,19 +59,31 @@ GATEWAY_PATHS = ("thing/topo/", "thing/sub/register", "thing/proxy/provisioning/
 class AlinkState:
     """What one Link SDK session is (kept in ``session.state()["alink"]``)."""
 
-    __slots__ = ("device_id", "device_name", "is_gateway", "product_id", "tenant_id")
+    __slots__ = ("active", "device_id", "device_name", "is_gateway", "product_id", "tenant_id")
 
-    def __init__(self, tenant_id: str, device_id: str, product_id: str, device_name: str, is_gateway: bool) -> None:
+    def __init__(
+        self, tenant_id: str, device_id: str, product_id: str, device_name: str, is_gateway: bool, active: bool
+    ) -> None:
         self.tenant_id = tenant_id
         self.device_id = device_id
         self.product_id = product_id
         self.device_name = device_name
         self.is_gateway = is_gateway
+        # the session speaks Alink: it signed its CONNECT the Link SDK's way, or it used an Alink
+        # topic. Only such sessions get what the hub pushes on Alink topics (topology notices,
+        # service calls): a gateway on another API (ThingsBoard) must never see /sys/... messages.
+        self.active = active
 
 
 def alink_state(session: MqttSession) -> AlinkState | None:
     st: AlinkState | None = session.state().get("alink")
     return st
+
+
+def alink_session(session: MqttSession | None) -> AlinkState | None:
+    """The Alink state of a session that speaks Alink (see ``AlinkState.active``), else None."""
+    st = alink_state(session) if session is not None else None
+    return st if st is not None and st.active else None
 
 
 class AlinkDialect(Dialect):
@@ -144,12 +156,12 @@ class AlinkDialect(Dialect):
     def session_of(self, device_id: str) -> MqttSession | None:
         """The Link SDK session that serves ``device_id``: its own, or its gateway's after a login."""
         s = self.hub.session_for_device(device_id)
-        if s is not None and alink_state(s) is not None:
+        if alink_session(s) is not None:
             return s
         gw = self.via.get(device_id)
         if gw is not None:
             s = self.hub.session_for_device(gw)
-            if s is not None and alink_state(s) is not None:
+            if alink_session(s) is not None:
                 return s
         return None
 
@@ -187,8 +199,9 @@ class AlinkDialect(Dialect):
         if p.device_id is None:
             return
         dev = await self.store.devices.get(p.tenant_id, p.device_id)
+        signed = p.method == "alink" or "|securemode=" in (session.client_id or "")
         session.state()["alink"] = AlinkState(
-            p.tenant_id, dev.id, dev.product_id, dev.name, dev.kind is DeviceKind.GATEWAY
+            p.tenant_id, dev.id, dev.product_id, dev.name, dev.kind is DeviceKind.GATEWAY, signed
         )
 
     async def _deliver_registration(self, session: MqttSession) -> None:
@@ -223,6 +236,7 @@ class AlinkDialect(Dialect):
         st = alink_state(session)
         if st is None:
             return NOT_AUTHORIZED
+        st.active = True
         own = (f"/sys/{st.product_id}/{st.device_name}/", f"/ext/session/{st.product_id}/{st.device_name}/")
         f = sub.topic_filter
         if f.startswith(own) or any(f.startswith(f"/sys/{pk}/{dn}/") for pk, dn in self.logged.get(st.device_id, {})):
@@ -237,6 +251,7 @@ class AlinkDialect(Dialect):
         st = alink_state(session)
         if st is None:
             return NOT_AUTHORIZED if packet.qos else None
+        st.active = True
         topic = alink.parse_topic(packet.topic)
         if topic is None:
             log.info("%s: unparsable Alink topic %s", session.client_id, packet.topic)

@@ -303,7 +303,7 @@ class TopologyNotifier:
             self._task.cancel()
 
     async def _run(self) -> None:
-        from gatehub.transports.mqtt.alink import alink_state
+        from gatehub.transports.mqtt.alink import alink_session
 
         while True:
             sub = self.d.hub.bus.subscribe("t.*.topology.*", maxsize=100_000)
@@ -313,7 +313,7 @@ class TopologyNotifier:
                 for dev_id in data.get("removed") or ():
                     self.d.logout(gw, dev_id)
                 session = self.d.hub.session_for_device(gw)
-                st = alink_state(session) if session is not None else None
+                st = alink_session(session)
                 if session is None or st is None or data.get("source") == f"alink:{session.client_id}":
                     continue
                 details = {d["id"]: d for d in data.get("devices") or () if isinstance(d, dict)}
