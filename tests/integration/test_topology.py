@@ -146,3 +146,15 @@ async def test_two_gateways_racing_for_one_sub_device(store: Store) -> None:
         assert kids.count("s3") == 1  # never under two gateways
         assert r1.added or r2.added
         await store.topology.remove(T, s3.parent_id, [SubRef(name="s3")])
+
+
+async def test_many_concurrent_creates_each_get_a_number(store: Store) -> None:
+    """Gateways connecting many new sub-devices at once: every create succeeds with its own
+    device number (the numbers are allocated under a lock, not by luck)."""
+    devs = await asyncio.gather(
+        *(store.devices.create(T, f"burst-{i}", "subp", parent_id=f"g{i % 2 + 1}") for i in range(120))
+    )
+    numbers = [d.number for d in devs]
+    assert len(set(numbers)) == 120 and all(0 < n <= 0xFFFFFFFF for n in numbers)
+    g1 = await store.devices.get(T, "g1")
+    assert len([d for d in await store.devices.children("g1")]) == 60 and g1.topology_version >= 60

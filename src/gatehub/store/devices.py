@@ -420,7 +420,20 @@ class Devices:
         self._status(tenant_id, device_id, kind, presence, ts, gateway_id)
 
 
+# key of the PostgreSQL advisory lock that serialises device-number allocation across nodes
+_NUMBER_LOCK = 0x6761_7465_6875_6231
+
+
 async def _next_number(c: AsyncConnection) -> int:
+    """The next device number, allocated race-free inside ``c``'s transaction: concurrent creates
+    (a gateway connecting 50 new sub-devices while others do the same) wait for each other here
+    instead of taking the same number and failing."""
+    if c.dialect.name == "postgresql":
+        await c.execute(select(func.pg_advisory_xact_lock(_NUMBER_LOCK)))
+    else:
+        # SQLite: a write statement first takes the database's write lock (held to the commit),
+        # so no other writer can read the same maximum in between
+        await c.execute(update(devices).where(devices.c.number < 0).values(number=devices.c.number))
     top = (await c.execute(select(func.max(devices.c.number)))).scalar_one()
     n = (top or 0) + 1
     if n > UINT32_MAX:

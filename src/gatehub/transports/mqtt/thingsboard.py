@@ -35,7 +35,7 @@ import orjson
 
 from gatehub.domain.model import DeviceKind, NodeType, Presence
 from gatehub.domain.telemetry import check_key, flatten_points, now_ms
-from gatehub.errors import AlreadyExists, GatehubError, InvalidInput
+from gatehub.errors import AlreadyExists, GatehubError, InvalidInput, StorageError, Unavailable
 from gatehub.protocols.mqtt import Publish, Subscription
 from gatehub.protocols.mqtt.topics import topic_matches
 from gatehub.store import WriteBatch
@@ -428,6 +428,10 @@ class ThingsBoardDialect(Dialect):
                         if other is not None:
                             tb_state(other).forget(dev.id)
             await self.store.devices.set_presence(tenant, dev.id, Presence.ONLINE, cascade=False)
+        except (StorageError, Unavailable):
+            # the hub could not do it now: the whole message fails (PUBACK 0x80) and the gateway
+            # sends it again, rather than its data for this device being acknowledged and dropped
+            raise
         except GatehubError as exc:
             log.warning("%s: sub-device %r refused: %s", session.client_id, name, exc)
             if len(st.bad) < 10_000:
