@@ -104,7 +104,7 @@ def _generator(g: int, port: int, duration: float, rate: float, start_at: float,
     ts = 1_700_000_000_000 + g  # each generator gets its own devices; ts only grows
     sock.sendall(encode_publish(TOPIC, _payload(g, ts), 1, packet_id=1, version=5))
     first, body = _read_packet(sock, buf)
-    assert first >> 4 == 4 and (len(body) < 3 or body[2] == 0), "warm-up message refused"
+    assert first >> 4 == 4 and (len(body) < 3 or body[2] == 0), f"warm-up message refused: {body!r}"
     while time.time() < start_at:
         time.sleep(0.001)
     t0 = time.perf_counter()
@@ -154,7 +154,29 @@ def _generator(g: int, port: int, duration: float, rate: float, start_at: float,
     elapsed = time.perf_counter() - t0
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     sock.close()
-    conn.send({"acked": acked, "refused": refused, "elapsed": elapsed, "lat": lat})
+    conn.send({"acked": acked, "refused": refused, "elapsed": elapsed, "lat": lat, "cpu": time.process_time()})
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on the machine (the benchmark's own server)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    total += _proc_cpu(int(d.name))
+            except OSError:
+                continue
+    return total
 
 
 async def _count(url: str) -> int:
@@ -194,6 +216,8 @@ def _load(port: int, gateways: int, duration: float, rate_per_gw: float) -> dict
         "acked": acked,
         "refused": sum(r["refused"] for r in results),
         "points_per_s": acked * DEVICES * KEYS / elapsed,
+        "elapsed": elapsed,
+        "generators_cpu": sum(r["cpu"] for r in results),
         "p50_ms": lat[len(lat) // 2] * 1000 if lat else float("nan"),
         "p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else float("nan"),
     }
@@ -221,8 +245,18 @@ async def _one(report: Report, backend: str, url: str, tmp: Path, quick: bool) -
             raise RuntimeError(f"hub did not start: {line!r}")
         port = int(line.split()[1])
         before = await _count(url)
+        cpu0 = (_proc_cpu(hub.pid), _postgres_cpu())
         full = await asyncio.to_thread(_load, port, gateways, duration, 0.0)
+        cpu1 = (_proc_cpu(hub.pid), _postgres_cpu())
         stored = await _count(url) - before
+        # where the machine's cores went during the full-load run (the generators' CPU includes
+        # their start-up, so it is an upper bound)
+        span = full["elapsed"] + 3.0
+        cpu = (
+            f"CPU in cores over the run: hub {(cpu1[0] - cpu0[0]) / span:.2f}, "
+            + (f"PostgreSQL {(cpu1[1] - cpu0[1]) / span:.2f}, " if backend == "postgresql" else "")
+            + f"load generators {full['generators_cpu'] / span:.2f}, of {os.cpu_count()}"
+        )
         expect = (full["acked"] + gateways) * DEVICES * KEYS  # + one warm-up message per gateway
         report.add(
             "thingsboard",
@@ -235,6 +269,7 @@ async def _one(report: Report, backend: str, url: str, tmp: Path, quick: bool) -
                 f"{gateways} gateways x window {WINDOW}, 50 devices x 3 values/msg, {duration:.0f} s; "
                 f"stored {stored:,} rows for {full['acked']:,} acked msgs (+warm-up: {expect:,} expected)"
                 + (f"; {full['refused']} refused" if full["refused"] else "")
+                + f"; {cpu}"
             ),
         )
         if stored < full["acked"] * DEVICES * KEYS:
