@@ -47,19 +47,19 @@ class LinkNode:
         with contextlib.suppress(Exception):
             await st.accounts.create_tenant(tenant)
         with contextlib.suppress(Exception):
-            await st.catalog.create_product(tenant, "direct-p", node_type=NodeType.DIRECT)
-        await st.devices.create(tenant, f"dev {device_id}", "direct-p", device_id=device_id, access_token=token)
+            await st.catalog.create_product(tenant, f"{tenant}-direct", node_type=NodeType.DIRECT)
+        await st.devices.create(tenant, f"dev {device_id}", f"{tenant}-direct", device_id=device_id, access_token=token)
 
     async def gateway_with_child(self, tenant: str, gateway: str, token: str, child: str) -> None:
         st = self.store
         with contextlib.suppress(Exception):
             await st.accounts.create_tenant(tenant)
         with contextlib.suppress(Exception):
-            await st.catalog.create_product(tenant, "gw-p", node_type=NodeType.GATEWAY)
+            await st.catalog.create_product(tenant, f"{tenant}-gw", node_type=NodeType.GATEWAY)
         with contextlib.suppress(Exception):
-            await st.catalog.create_product(tenant, "sub-p", node_type=NodeType.SUBDEVICE)
-        await st.devices.create(tenant, f"gw {gateway}", "gw-p", device_id=gateway, access_token=token)
-        await st.devices.create(tenant, child, "sub-p", device_id=child, parent_id=gateway)
+            await st.catalog.create_product(tenant, f"{tenant}-sub", node_type=NodeType.SUBDEVICE)
+        await st.devices.create(tenant, f"gw {gateway}", f"{tenant}-gw", device_id=gateway, access_token=token)
+        await st.devices.create(tenant, child, f"{tenant}-sub", device_id=child, parent_id=gateway)
 
     async def create(self, ident: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
         r = await self.api.post(f"/api/v1/devicelink/{ident}", json=body)

@@ -106,7 +106,7 @@ async def test_gateway_cannot_reach_device(tmp_path: Path, sqlite_url: str) -> N
 async def test_link_closes_when_device_leaves_gateway(tmp_path: Path, sqlite_url: str) -> None:
     async with link_node(tmp_path, sqlite_url) as h, tcp_echo() as (dev_port, _rec):
         await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-m")
-        await h.store.devices.create("acme", "gw 2", "gw-p", device_id="gw-2")
+        await h.store.devices.create("acme", "gw 2", "acme-gw", device_id="gw-2")
         async with agent_relay(h.mqtt_port, GW_TOKEN, local):
             link = await h.create("meter-m", {"protocol": "tcp", "devicePort": dev_port})
             r = await h.api.patch("/api/v1/devices/meter-m", json={"parentId": "gw-2"})

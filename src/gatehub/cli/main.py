@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 import gatehub
-from gatehub.cli import cert, manage
+from gatehub.cli import cert, devicelink, manage
 from gatehub.cli.common import ConfigOpt, err_console, settings_from
 from gatehub.config import describe_settings
 from gatehub.errors import ConfigError
@@ -23,6 +23,7 @@ app.add_typer(manage.product_app, name="product")
 app.add_typer(manage.gateway_app, name="gateway")
 app.add_typer(manage.device_app, name="device")
 app.add_typer(cert.cert_app, name="cert")
+app.add_typer(devicelink.link_app, name="link")
 
 
 def _settings_help() -> str:
