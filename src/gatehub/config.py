@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds to reach the device (TCP connect, or a gateway's answer to OPEN)"
     )
     devicelink_tunnel_window: int = Field(
-        262_144, ge=4096, le=64 * 1024 * 1024, description="Credit window per tunnel channel and direction (bytes)"
+        1_048_576, ge=4096, le=64 * 1024 * 1024, description="Credit window per tunnel channel and direction (bytes)"
     )
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +21,7 @@ async def agent_relay(
     mqtt_port: int, token: str, resolve: Resolve, *, client_id: str = "gw-agent", **kw: Any
 ) -> AsyncIterator[DeviceLinkRelay]:
     async with aiomqtt.Client("127.0.0.1", mqtt_port, username=token, identifier=client_id) as client:
+        _nodelay(client)
 
         async def publish(topic: str, payload: bytes, qos: int) -> None:
             await client.publish(topic, payload, qos=qos)
@@ -42,3 +44,10 @@ async def agent_relay(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await task
+
+
+def _nodelay(client: Any) -> None:
+    """paho (under aiomqtt) leaves Nagle on: small tunnel frames would wait for delayed ACKs (~40 ms)."""
+    sock = client._client.socket()
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

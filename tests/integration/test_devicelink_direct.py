@@ -38,34 +38,34 @@ async def test_tcp_echo_through_connection_address(tmp_path: Path, db_url: str) 
             dev = await eventually(lambda: h.store.devices.get("acme", "Meter-7"))
             await eventually(lambda: _address(h, "Meter-7"))
             link = await h.create("meter-7", {"protocol": "tcp", "devicePort": dev_port})
-        assert dev.id == "Meter-7"
-        assert link["deviceIdentifier"] == "METER-7" and link["deviceId"] == "Meter-7"
-        assert link["protocol"] == "tcp" and link["devicePort"] == dev_port and link["mode"] == "direct"
-        assert isinstance(link["port"], int) and link["port"] > 0 and len(link["token"]) >= 32
-        reader, writer = await tcp_client(link["port"])
-        assert await read_exactly(reader, 6) == b"hello\n"  # the device speaks first
-        payload = bytes(range(256)) * 400  # 100 KiB both ways
-        writer.write(payload)
-        assert await read_exactly(reader, len(payload)) == payload
-        assert bytes(rec.received) == payload
-        listed = (await h.api.get("/api/v1/devicelink", params={"tenantId": "acme"})).json()["items"]
-        assert [x["token"] for x in listed] == [link["token"]]
-        assert listed[0]["bytesIn"] == len(payload) and listed[0]["bytesOut"] == len(payload) + 6
-        assert "key" not in str(listed[0].get("encrypt", ""))
-        r = await h.api.delete(f"/api/v1/devicelink/{link['token']}")
-        assert r.status_code == 204 and r.content == b""
-        assert await reader.read() == b""  # the client connection ends with the link
-        writer.close()
-        with pytest.raises(OSError):
-            await tcp_client(link["port"])
-        assert (await h.api.delete(f"/api/v1/devicelink/{link['token']}")).status_code == 404
-        closed = await eventually(lambda: h.events("acme", "devicelink.closed"))
-        body = closed[0]["body"]
-        assert closed[0]["deviceId"] == "Meter-7"
-        assert body["bytesIn"] == len(payload) and body["bytesOut"] == len(payload) + 6
-        assert body["reason"] == "closed by DELETE" and body["addressSource"] == "connection"
-        assert "token" not in body
-        assert await h.events("acme", "devicelink.opened")
+            assert dev.id == "Meter-7"
+            assert link["deviceIdentifier"] == "METER-7" and link["deviceId"] == "Meter-7"
+            assert link["protocol"] == "tcp" and link["devicePort"] == dev_port and link["mode"] == "direct"
+            assert isinstance(link["port"], int) and link["port"] > 0 and len(link["token"]) >= 32
+            reader, writer = await tcp_client(link["port"])
+            assert await read_exactly(reader, 6) == b"hello\n"  # the device speaks first
+            payload = bytes(range(256)) * 400  # 100 KiB both ways
+            writer.write(payload)
+            assert await read_exactly(reader, len(payload)) == payload
+            assert bytes(rec.received) == payload
+            listed = (await h.api.get("/api/v1/devicelink", params={"tenantId": "acme"})).json()["items"]
+            assert [x["token"] for x in listed] == [link["token"]]
+            assert listed[0]["bytesIn"] == len(payload) and listed[0]["bytesOut"] == len(payload) + 6
+            assert "key" not in str(listed[0].get("encrypt", ""))
+            r = await h.api.delete(f"/api/v1/devicelink/{link['token']}")
+            assert r.status_code == 204 and r.content == b""
+            assert await reader.read() == b""  # the client connection ends with the link
+            writer.close()
+            with pytest.raises(OSError):
+                await tcp_client(link["port"])
+            assert (await h.api.delete(f"/api/v1/devicelink/{link['token']}")).status_code == 404
+            closed = await eventually(lambda: h.events("acme", "devicelink.closed"))
+            body = closed[0]["body"]
+            assert closed[0]["deviceId"] == "Meter-7"
+            assert body["bytesIn"] == len(payload) and body["bytesOut"] == len(payload) + 6
+            assert body["reason"] == "closed by DELETE" and body["addressSource"] == "connection"
+            assert "token" not in body
+            assert await h.events("acme", "devicelink.opened")
 
 
 async def _address(h: object, device_id: str) -> bool:
@@ -183,14 +183,19 @@ async def test_links_close_when_device_goes_away_and_at_shutdown(tmp_path: Path,
     async with link_node(tmp_path, sqlite_url) as h, tcp_echo() as (dev_port, _rec):
         await h.direct_device("acme", "m1", token="tok-m1")
         await h.direct_device("acme", "m2")
-        await h.api.post("/api/v1/devices/m2/attributes/server", json={"deviceLinkAddress": "127.0.0.1"})
-        async with mqtt_device(h.mqtt_port, "tok-m1", "m1"):
+        await h.direct_device("acme", "m3", token="tok-m3")
+        for dev in ("m2", "m3"):
+            await h.api.post(f"/api/v1/devices/{dev}/attributes/server", json={"deviceLinkAddress": "127.0.0.1"})
+        async with mqtt_device(h.mqtt_port, "tok-m1", "m1"), mqtt_device(h.mqtt_port, "tok-m3", "m3"):
             await eventually(lambda: _address(h, "m1"))
             learned = await h.create("m1", {"protocol": "tcp", "devicePort": dev_port})
-            configured = await h.create("m1", {"protocol": "tcp", "devicePort": dev_port})
-        # the device went offline: the address learned from its connection may be stale
+            configured = await h.create("m3", {"protocol": "tcp", "devicePort": dev_port})
+            assert h.links.get(configured["token"], None).target.address_source == "attribute"
+        # the devices went offline: the address learned from m1's connection may be stale;
+        # m3's address was set by an operator and stays valid
         await eventually(lambda: learned["token"] not in h.links.links)
-        assert configured["token"] not in h.links.links  # both used the connection address
+        await asyncio.sleep(0.3)
+        assert configured["token"] in h.links.links
         other = await h.create("m2", {"protocol": "tcp", "devicePort": dev_port})
         reader, writer = await tcp_client(other["port"])
         writer.write(b"z")

@@ -38,8 +38,8 @@ HEADER = struct.Struct(">BBI")
 HEADER_SIZE = HEADER.size
 _U32 = struct.Struct(">I")
 FRAME_COST = 64  # what one DATA frame costs beyond its bytes: bounds the number of frames in flight
-MAX_DATA = 65536  # largest DATA body (a UDP datagram always fits); larger TCP reads are split
-DEFAULT_WINDOW = 256 * 1024
+MAX_DATA = 256 * 1024  # largest DATA body (a UDP datagram always fits); larger TCP reads are split
+DEFAULT_WINDOW = 1024 * 1024
 MIN_WINDOW = 4 * 1024
 MAX_WINDOW = 64 * 1024 * 1024
 
