@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from tests.integration.devicelink_agent import agent_relay
 from tests.integration.devicelink_helpers import (
+    eventually,
     link_node,
     read_exactly,
     refused,
@@ -78,6 +79,14 @@ async def test_tcp_encrypted_both_ways_direct_and_via_gateway(tmp_path: Path, sq
         assert lk.refused == 1
         await asyncio.sleep(0.2)
         await _tcp_roundtrips(link["port"], 1_700_000_000_000_000, rec, b"SSH-2.0-device\r\n")
+        # header and first data in one write, before the device was reached
+        await eventually(lambda: lk.client is None)
+        n = 1_800_000_000_000_000
+        up, down = Stream(0, n), Stream(1, n)
+        reader, writer = await tcp_client(link["port"])
+        writer.write(struct.pack(">Q", n) + up(b"early bytes"))
+        assert down(await read_exactly(reader, 16 + 11)) == b"SSH-2.0-device\r\nearly bytes"
+        writer.close()
         # the same through a gateway
         await h.gateway_with_child("acme", "gw-1", "tok-gw", "meter-c")
         async with agent_relay(h.mqtt_port, "tok-gw", lambda _i, _n: "127.0.0.1"):

@@ -153,9 +153,9 @@ class ClientConn(asyncio.Protocol):
             device.close()
             return
         self.device = device
-        if self._pending:
+        if self._pending:  # already decrypted and counted
             data, self._pending = self._pending, b""
-            self._to_device(data)
+            device.write(data)
         self._resume_client(_WAIT_DEVICE)
 
     def device_failed(self, reason: str) -> None:

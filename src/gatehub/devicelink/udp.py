@@ -42,6 +42,7 @@ class UdpLink(Link):
         self.transport: asyncio.DatagramTransport | None = None
         self.device: UdpDeviceEnd | None = None
         self.client_addr: tuple[str, int] | None = None
+        self._raw_client: tuple[Any, ...] | None = None  # the admitted client address as the socket gives it
         self._ready: asyncio.Future[None] | None = None
 
     async def bind(self, port: int, host: str) -> None:
@@ -102,14 +103,16 @@ class UdpLink(Link):
 
     # relaying ---------------------------------------------------------------------------------
     def from_client(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        known = self.client_addr
-        if known is None or known[1] != addr[1] or known[0] != normalise_ip(addr[0]):
-            if not self.admits(addr[0], addr[1], lock_port=True):
-                self.refused += 1
-                return
-            if known is None:
-                self.connections = 1
-            self.client_addr = (normalise_ip(addr[0]), addr[1])
+        if addr != self._raw_client:  # not the address seen last: the admission rule decides
+            known = self.client_addr
+            if known is None or known[1] != addr[1] or known[0] != normalise_ip(addr[0]):
+                if not self.admits(addr[0], addr[1], lock_port=True):
+                    self.refused += 1
+                    return
+                if known is None:
+                    self.connections = 1
+                self.client_addr = (normalise_ip(addr[0]), addr[1])
+            self._raw_client = addr
         if self.cipher is not None:
             plain = self.cipher.open_datagram(data)
             if plain is None:
