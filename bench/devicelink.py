@@ -18,7 +18,8 @@ hub does the other half: that cost is part of the figure.
 ``python -m bench.devicelink echo PORTFILE`` and ``... agent MQTTPORT TOKEN`` run the helpers.
 Knobs for investigation: ``BENCH_WINDOW`` (credit window, both sides), ``BENCH_HUB_STOCK=1`` /
 ``BENCH_AGENT_STOCK=1`` (stock asyncio instead of uvloop), ``BENCH_PROFILE_HUB=FILE`` /
-``BENCH_PROFILE_AGENT=FILE`` (cProfile output).
+``BENCH_PROFILE_AGENT=FILE`` (cProfile output), ``BENCH_SNDBUF`` (SO_SNDBUF of the agent's MQTT socket).
+The notes of each throughput figure give the CPU seconds per GB relayed of the hub and the agent.
 """
 
 from __future__ import annotations
@@ -152,8 +153,21 @@ class _Client(asyncio.Protocol):
         await asyncio.wait_for(self.waiter, PHASE_TIMEOUT)
 
 
-async def measure(port: int, encrypt: bool, mib: int, trips: int) -> tuple[float, list[float]]:
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[str, float] = {}  # process name -> CPU seconds per GB relayed, last throughput phase
+
+
+async def measure(
+    port: int, encrypt: bool, mib: int, trips: int, pids: dict[str, int] | None = None
+) -> tuple[float, list[float]]:
     loop = asyncio.get_running_loop()
+    cpu0 = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
     # throughput
     _t, c = await loop.create_connection(lambda: _Client(encrypt), "127.0.0.1", port)
     chunk = os.urandom(64 * 1024)
@@ -167,6 +181,8 @@ async def measure(port: int, encrypt: bool, mib: int, trips: int) -> tuple[float
             await c.until(sent - 2 * 1024 * 1024)
     await c.until(total)
     mbps = total / (time.perf_counter() - t0) / 1e6
+    for name, pid in (pids or {}).items():
+        CPU[name] = (cpu_seconds(pid) - cpu0[name]) / (total / 1e9)
     c.t.close()
     await asyncio.sleep(0.1)
     # latency
@@ -197,7 +213,7 @@ async def _wait_line(proc: subprocess.Popen[bytes], prefix: bytes, timeout: floa
 
 
 async def run(report: Report, quick: bool) -> None:
-    mib, trips = (8, 300) if quick else (64, 2000)
+    mib, trips, rounds = (8, 300, 1) if quick else (64, 1000, 3)
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -247,16 +263,7 @@ async def run(report: Report, quick: bool) -> None:
                 procs.append(agent)
                 await _wait_line(agent, b"AGENT READY")
                 await asyncio.sleep(0.5)  # HELLO answered
-                direct_mbps, direct_rtt = await measure(echo_port, False, mib, trips)
-                ref_p50 = statistics.median(direct_rtt)
-                report.add("devicelink", "direct connection throughput (reference)", direct_mbps, "MB/s")
-                report.add(
-                    "devicelink",
-                    "direct connection p50 round trip (reference)",
-                    ref_p50,
-                    "ms",
-                    notes=f"p99 {_p99(direct_rtt):.3f} ms",
-                )
+                links: dict[str, dict[str, Any]] = {}
                 for ident, mode in (("bench-direct", "direct"), ("bench-sub", "via gateway")):
                     for encrypt in (False, True):
                         body: dict[str, Any] = {"protocol": "tcp", "devicePort": echo_port}
@@ -264,28 +271,57 @@ async def run(report: Report, quick: bool) -> None:
                             body["encrypt"] = {"key": KEY.hex(), "initializationVector": IV.hex()}
                         r = await api.post(f"/devicelink/{ident}", json=body)
                         r.raise_for_status()
-                        link = r.json()
-                        label = f"{mode} {'encrypted' if encrypt else 'plain'}"
-                        mbps, rtts = await measure(link["port"], encrypt, mib, trips)
-                        report.add(
-                            "devicelink",
-                            f"link throughput, {label}",
-                            mbps,
-                            "MB/s",
-                            reference=direct_mbps,
-                            target_ratio=0.5,
-                        )
-                        p50 = statistics.median(rtts)
-                        added = p50 - ref_p50
-                        report.add(
-                            "devicelink",
-                            f"link added p50 latency, {label}",
-                            added,
-                            "ms",
-                            notes=f"p50 {p50:.3f} ms, p99 {_p99(rtts):.3f} ms; target < 0.5 ms: "
-                            + ("meets target" if added < 0.5 else "BELOW target"),
-                        )
-                        (await api.delete(f"/devicelink/{link['token']}")).raise_for_status()
+                        links[f"{mode} {'encrypted' if encrypt else 'plain'}"] = {**r.json(), "encrypt": encrypt}
+                # rounds that alternate the reference and every link, so that the load of a shared
+                # machine falls on all of them alike; each figure is the median of its rounds
+                cpu: dict[str, dict[str, list[float]]] = {k: {"hub": [], "agent": []} for k in links}
+                pids = {"hub": hub.pid, "agent": agent.pid}
+                tput: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
+                rtt: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
+                for _round in range(rounds):
+                    m, rt = await measure(echo_port, False, mib, trips)
+                    tput["direct"].append(m)
+                    rtt["direct"] += rt
+                    for label, link in links.items():
+                        m, rt = await measure(link["port"], link["encrypt"], mib, trips, pids)
+                        for name in pids:
+                            cpu[label][name].append(CPU[name])
+                        tput[label].append(m)
+                        rtt[label] += rt
+                ref = statistics.median(tput["direct"])
+                ref_p50 = statistics.median(rtt["direct"])
+                report.add("devicelink", "direct connection throughput (reference)", ref, "MB/s")
+                report.add(
+                    "devicelink",
+                    "direct connection p50 round trip (reference)",
+                    ref_p50 * 1000,
+                    "µs",
+                    notes=f"p99 {_p99(rtt['direct']) * 1000:.0f} µs",
+                )
+                for label in links:
+                    report.add(
+                        "devicelink",
+                        f"link throughput, {label}",
+                        statistics.median(tput[label]),
+                        "MB/s",
+                        reference=ref,
+                        target_ratio=0.5,
+                        notes=f"rounds: {', '.join(f'{x:.0f}' for x in tput[label])} MB/s; CPU s per GB: hub "
+                        f"{statistics.median(cpu[label]['hub']):.2f}, "
+                        f"agent {statistics.median(cpu[label]['agent']):.2f}",
+                    )
+                    p50 = statistics.median(rtt[label])
+                    added = p50 - ref_p50
+                    report.add(
+                        "devicelink",
+                        f"link added p50 latency, {label}",
+                        added * 1000,
+                        "µs",
+                        notes=f"p50 {p50 * 1000:.0f} µs, p99 {_p99(rtt[label]) * 1000:.0f} µs; target < 500 µs: "
+                        + ("meets target" if added < 0.5 else "BELOW target"),
+                    )
+                for link in links.values():
+                    (await api.delete(f"/devicelink/{link['token']}")).raise_for_status()
         finally:
             for p in procs:
                 with contextlib.suppress(Exception):
@@ -332,6 +368,8 @@ def _nodelay(client: Any) -> None:
     sock = client._client.socket()
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if os.environ.get("BENCH_SNDBUF"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(os.environ["BENCH_SNDBUF"]))
 
 
 if __name__ == "__main__":
