@@ -204,6 +204,11 @@ async def test_links_close_when_device_goes_away_and_at_shutdown(tmp_path: Path,
         await eventually(lambda: other["token"] not in h.links.links)
         assert await reader.read() == b""
         writer.close()
+        await h.direct_device("gone", "g1")
+        await h.api.post("/api/v1/devices/g1/attributes/server", json={"deviceLinkAddress": "127.0.0.1"})
+        doomed = await h.create("g1", {"protocol": "tcp", "devicePort": dev_port})
+        assert (await h.api.delete("/api/v1/tenants/gone")).status_code == 204
+        await eventually(lambda: doomed["token"] not in h.links.links)
         last = await h.create("m1", {"protocol": "udp", "devicePort": dev_port})
         reasons = {e["body"]["reason"] for e in await eventually(lambda: h.events("acme", "devicelink.closed"))}
         assert "device m2 was deleted" in reasons

@@ -41,7 +41,7 @@ log = logging.getLogger("gatehub.devicelink")
 
 ADDRESS_ATTRIBUTE = "deviceLinkAddress"
 _PORT_TAKEN = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
-_WATCH = ("t.*.status.*", "t.*.topology.*", "t.*.device.*")
+_WATCH = ("t.*.status.*", "t.*.topology.*", "t.*.device.*", "t.*.tenant.*")
 
 
 class DeviceLinks:
@@ -280,6 +280,8 @@ class DeviceLinks:
                     f"gateway {gw} was deleted",
                     lambda lk: lk.tenant_id == tenant and gw in (lk.target.gateway_id, lk.target.device_id),
                 )
+        elif kind == "tenant" and data.get("type") == "deleted":
+            self._close_where(f"tenant {tenant} was deleted", lambda lk: lk.tenant_id == tenant)
         elif kind == "device" and data.get("type") == "deleted":
             dev = data.get("deviceId")
             self._close_where(
