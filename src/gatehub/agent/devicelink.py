@@ -272,6 +272,8 @@ class _TcpChannel(_ChannelBase, asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(AttributeError, ValueError):  # a DATA frame (256 KiB) fits without pausing
+            transport.set_write_buffer_limits(1024 * 1024, 256 * 1024)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.closed:

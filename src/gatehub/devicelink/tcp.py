@@ -30,11 +30,19 @@ _WAIT_DEVICE = 1  # reasons the client is not read
 _DEVICE_FULL = 2
 
 
+WRITE_HIGH = 1024 * 1024  # a relay socket's buffer before the other side stops being read
+WRITE_LOW = 256 * 1024
+
+
 def nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY, and write-buffer limits that let a whole read (up to 256 KiB) through
+    without pausing the other side on every chunk."""
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with contextlib.suppress(AttributeError, ValueError):
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)  # type: ignore[attr-defined]
 
 
 class DeviceEnd(Protocol):
