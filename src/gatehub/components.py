@@ -27,4 +27,7 @@ def component_builders() -> list[ComponentFactory]:
     from gatehub.transports.http.iotda import build_iotda
 
     builders.append(build_iotda)
+    from gatehub.devicelink.component import build as build_devicelink
+
+    builders.append(build_devicelink)
     return builders

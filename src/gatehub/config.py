@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gatehub.errors import ConfigError
@@ -99,6 +99,22 @@ class Settings(BaseSettings):
         2, ge=0, le=100, description="Times a delivered persistent RPC without a reply is sent again before TIMEOUT"
     )
     rpc_sweep_interval: float = Field(1.0, gt=0, description="Seconds between sweeps that expire persistent RPCs")
+    # device links (docs/devicelink.md); devicelink_port_min -1 = off, 0 with max 0 = any free port
+    devicelink_bind_host: str = Field("", description="Address device-link ports bind to (empty = bind_host)")
+    devicelink_default_device_port: int | None = Field(
+        None, ge=1, le=65535, description="Device port of a link whose request names none (none = required)"
+    )
+    devicelink_udp_timeout: int | None = Field(
+        None, ge=0, description="ms without traffic after which a UDP link closes, when the request sets none"
+    )
+    devicelink_max_per_device: int = Field(4, ge=1, description="Open links per device at most")
+    devicelink_max_per_tenant: int = Field(100, ge=1, description="Open links per tenant at most")
+    devicelink_connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to reach the device (TCP connect, or a gateway's answer to OPEN)"
+    )
+    devicelink_tunnel_window: int = Field(
+        1_048_576, ge=4096, le=64 * 1024 * 1024, description="Credit window per tunnel channel and direction (bytes)"
+    )
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
     log_level: str = Field("info", description="debug, info, warning, error")
@@ -118,6 +134,15 @@ class Settings(BaseSettings):
         if not -1 <= v <= 65535:
             raise ValueError("a port is 0-65535 (0 = any free port, -1 = off)")
         return v
+
+    @model_validator(mode="after")
+    def _link_ports(self) -> Settings:
+        lo, hi = self.devicelink_port_min, self.devicelink_port_max
+        if lo > 0 and not lo <= hi:
+            raise ValueError("devicelink_port_min must not be above devicelink_port_max")
+        if lo == 0 and hi != 0:
+            raise ValueError("devicelink_port_min 0 (any free port) needs devicelink_port_max 0")
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -26,6 +26,7 @@ CACHE = Path(os.environ.get("GATEHUB_INTEROP_DIR", ROOT / ".venv-interop"))
 
 CLIENTS: dict[str, list[str]] = {
     "tb-mqtt-client": ["mmh3==5.3.1", "tb-mqtt-client==1.13.14"],
+    "pymodbus": ["pymodbus==3.9.2"],
     "thingsboard-gateway": [
         "pymodbus==3.9.2",
         "pyserial==3.5",

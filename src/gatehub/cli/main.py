@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 import gatehub
-from gatehub.cli import cert, manage, provisioning
+from gatehub.cli import cert, devicelink, manage, provisioning
 from gatehub.cli.agent import agent_app
 from gatehub.cli.common import ConfigOpt, err_console, settings_from
 from gatehub.cli.demo import demo
@@ -28,6 +28,7 @@ app.add_typer(cert.cert_app, name="cert")
 assert provisioning.__name__  # its commands join the product, gateway and device groups
 app.add_typer(agent_app, name="agent")
 app.command()(demo)
+app.add_typer(devicelink.link_app, name="link")
 
 
 def _settings_help() -> str:

@@ -171,6 +171,16 @@ class Devices:
             ).first()
         return None if r is None else _device(r)
 
+    async def match_identifier(self, tenant_id: str | None, identifier: str) -> list[Device]:
+        """Devices whose id equals ``identifier`` ignoring case (APIs with case-insensitive device
+        identifiers, such as device links); more than one means the identifier is ambiguous."""
+        q = select(devices).where(func.upper(devices.c.id) == identifier.upper())
+        if tenant_id is not None:
+            q = q.where(devices.c.tenant_id == tenant_id)
+        async with self.db.connect() as c:
+            rows = (await c.execute(q.order_by(devices.c.id).limit(10))).all()
+        return [_device(r) for r in rows]
+
     async def find_by_token(self, token: str) -> Device | None:
         async with self.db.connect() as c:
             r = (await c.execute(select(devices).where(devices.c.access_token == token))).first()
@@ -262,6 +272,10 @@ class Devices:
             if dev.parent_id:
                 versions = await bump_topology(c, [dev.parent_id])
                 await log_topology(c, tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id])
+        self._publish(
+            f"t.{tenant_id}.device.{device_id}",
+            {"type": "deleted", "deviceId": device_id, "kind": dev.kind.value, "ts": now_ms()},
+        )
         if dev.parent_id:
             self.topology_event(tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id], details=[dev])
         if orphans:

@@ -66,8 +66,12 @@ class DialectRouter:
         self.dialects: list[Dialect] = []
         self._cache: dict[str, Dialect] = {}
 
-    def add(self, dialect: Dialect) -> None:
-        self.dialects.append(dialect)
+    def add(self, dialect: Dialect, *, first: bool = False) -> None:
+        """Register a dialect; ``first`` puts it before those already registered."""
+        if first:
+            self.dialects.insert(0, dialect)
+        else:
+            self.dialects.append(dialect)
         self._cache.clear()
 
     @property

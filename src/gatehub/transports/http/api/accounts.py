@@ -69,6 +69,7 @@ async def get_tenant(tenant_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
 async def delete_tenant(tenant_id: str, hub: Hub, p: Caller) -> Response:
     p.require(Resource.TENANT, Action.DELETE)
     await hub.store.accounts.delete_tenant(tenant_id)
+    hub.bus.publish(f"t.{tenant_id}.tenant.{tenant_id}", {"type": "deleted", "tenantId": tenant_id})
     return Response(status_code=204)
 
 

@@ -1,0 +1,385 @@
+"""Device links: throughput and added latency of a TCP link against a direct connection to the
+same echo device, in the same run; plain and encrypted, direct mode and via a gateway.
+
+Processes, all on 127.0.0.1: the echo device (uvloop, ``asyncio.Protocol``), the hub
+(``gatehub serve``: uvloop, SQLite in a temporary folder, MQTT and device links on), and for the
+via-gateway figures an agent process: an aiomqtt connection to the hub as the gateway running
+``gatehub.agent.devicelink.DeviceLinkRelay`` (the lead re-runs this with the real agent). The
+load generator is this process (one TCP connection, ``asyncio.Protocol``), identical for the
+direct reference and for every link.
+
+- Throughput: the client writes N MiB and reads the echo back concurrently; MB/s of payload.
+  Target: at least 50% of the direct connection's.
+- Latency: sequential round trips of 64 bytes; p50 and p99; "added" = link p50 - direct p50.
+  Target: added p50 under 0.5 ms.
+With encryption the client encrypts and decrypts (AES-256-CTR, the documented scheme) and the
+hub does the other half: that cost is part of the figure.
+
+``python -m bench.devicelink echo PORTFILE`` and ``... agent MQTTPORT TOKEN`` run the helpers.
+Knobs for investigation: ``BENCH_WINDOW`` (credit window, both sides), ``BENCH_HUB_STOCK=1`` /
+``BENCH_AGENT_STOCK=1`` (stock asyncio instead of uvloop), ``BENCH_PROFILE_HUB=FILE`` /
+``BENCH_PROFILE_AGENT=FILE`` (cProfile output), ``BENCH_SNDBUF`` (SO_SNDBUF of the agent's MQTT socket).
+The notes of each throughput figure give the CPU seconds per GB relayed of the hub and the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import Report
+
+GW_TOKEN = "bench-gw-token"
+KEY = bytes(range(32))
+IV = bytes(range(16, 32))
+PHASE_TIMEOUT = 120.0
+
+
+def _uvloop_run(coro: Any) -> None:
+    from gatehub.node import run_loop
+
+    run_loop(coro)
+
+
+# --- helper processes ------------------------------------------------------------------------
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.t.write(data)
+
+    def pause_writing(self) -> None:
+        self.t.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.t.resume_reading()
+
+
+async def _echo_main(portfile: str) -> None:
+    server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+    Path(portfile).write_text(str(server.sockets[0].getsockname()[1]))
+    await asyncio.Event().wait()
+
+
+async def _agent_main(mqtt_port: int, token: str) -> None:
+    import aiomqtt
+
+    from gatehub.agent.devicelink import DeviceLinkRelay
+
+    async with aiomqtt.Client("127.0.0.1", mqtt_port, username=token, identifier="bench-agent") as client:
+        _nodelay(client)
+
+        async def publish(topic: str, payload: bytes, qos: int) -> None:
+            await client.publish(topic, payload, qos=qos)
+
+        relay = DeviceLinkRelay(
+            publish, lambda _i, _n: "127.0.0.1", window=int(os.environ.get("BENCH_WINDOW", 1048576))
+        )
+        for t in relay.topics:
+            await client.subscribe(t, qos=relay.subscribe_qos)
+        await relay.on_connected()
+        print("AGENT READY", flush=True)
+        async for msg in client.messages:
+            await relay.on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
+
+
+def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    prof = os.environ.get("BENCH_PROFILE_AGENT") if args[0] == "agent" else None
+    pre = ["-m", "cProfile", "-o", prof] if prof else []
+    return subprocess.Popen(
+        [sys.executable, *pre, "-m", "bench.devicelink", *args],
+        env=env or os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# --- the load generator ----------------------------------------------------------------------
+class _Client(asyncio.Protocol):
+    def __init__(self, encrypt: bool) -> None:
+        self.buf = bytearray()
+        self.want = 0
+        self.got = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.up = self.down = None
+        self.number = time.time_ns() // 1000  # connection number: grows from one connection to the next
+        if encrypt:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+            def ctx(d: int) -> Any:
+                n = self.number
+                start = ((int.from_bytes(IV, "big") + d * 2**127 + n * 2**64) % 2**128).to_bytes(16, "big")
+                return Cipher(algorithms.AES(KEY), modes.CTR(start)).encryptor()
+
+            self.up, self.down = ctx(0), ctx(1)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.up is not None:
+            self.t.write(struct.pack(">Q", self.number))
+
+    def send(self, data: bytes) -> None:
+        self.t.write(self.up.update(data) if self.up is not None else data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.down is not None:
+            data = self.down.update(data)
+        self.got += len(data)
+        if self.waiter is not None and self.got >= self.want and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def until(self, total: int) -> None:
+        self.want = total
+        if self.got >= total:
+            return
+        self.waiter = asyncio.get_running_loop().create_future()
+        await asyncio.wait_for(self.waiter, PHASE_TIMEOUT)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[str, float] = {}  # process name -> CPU seconds per GB relayed, last throughput phase
+
+
+async def measure(
+    port: int, encrypt: bool, mib: int, trips: int, pids: dict[str, int] | None = None
+) -> tuple[float, list[float]]:
+    loop = asyncio.get_running_loop()
+    cpu0 = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
+    # throughput
+    _t, c = await loop.create_connection(lambda: _Client(encrypt), "127.0.0.1", port)
+    chunk = os.urandom(64 * 1024)
+    total = mib * 1024 * 1024
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        c.send(chunk)
+        sent += len(chunk)
+        if sent - c.got > 4 * 1024 * 1024:  # keep at most 4 MiB in flight
+            await c.until(sent - 2 * 1024 * 1024)
+    await c.until(total)
+    mbps = total / (time.perf_counter() - t0) / 1e6
+    for name, pid in (pids or {}).items():
+        CPU[name] = (cpu_seconds(pid) - cpu0[name]) / (total / 1e9)
+    c.t.close()
+    await asyncio.sleep(0.1)
+    # latency
+    _t, c = await loop.create_connection(lambda: _Client(encrypt), "127.0.0.1", port)
+    msg = b"l" * 64
+    rtts = []
+    for i in range(trips):
+        t1 = time.perf_counter()
+        c.send(msg)
+        await c.until(64 * (i + 1))
+        rtts.append((time.perf_counter() - t1) * 1000)
+    c.t.close()
+    await asyncio.sleep(0.1)
+    return mbps, rtts
+
+
+# --- the run ---------------------------------------------------------------------------------
+async def _wait_line(proc: subprocess.Popen[bytes], prefix: bytes, timeout: float = 60) -> bytes:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if not line:
+            raise RuntimeError(f"process exited ({proc.poll()}) before {prefix!r}")
+        if line.startswith(prefix):
+            return line
+    raise TimeoutError(prefix)
+
+
+async def run(report: Report, quick: bool) -> None:
+    mib, trips, rounds = (8, 300, 1) if quick else (64, 1000, 3)
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            portfile = Path(tmp) / "echo.port"
+            procs.append(_spawn("echo", str(portfile)))
+            for _ in range(200):
+                if portfile.exists() and portfile.read_text():
+                    break
+                await asyncio.sleep(0.05)
+            echo_port = int(portfile.read_text())
+            env = {
+                **os.environ,
+                "GATEHUB_DATA_DIR": str(Path(tmp) / "hub"),
+                "GATEHUB_BIND_HOST": "127.0.0.1",
+                "GATEHUB_HTTP_PORT": "0",
+                "GATEHUB_MQTT_PORT": "0",
+                "GATEHUB_MQTTS_PORT": "-1",
+                "GATEHUB_GRPC_PORT": "-1",
+                "GATEHUB_IOTDA_PORT": "-1",
+                "GATEHUB_DEVICELINK_PORT_MIN": "0",
+                "GATEHUB_DEVICELINK_PORT_MAX": "0",
+                "GATEHUB_LOG_LEVEL": "warning",
+                "GATEHUB_DEVICELINK_TUNNEL_WINDOW": os.environ.get("BENCH_WINDOW", "1048576"),
+            }
+            cmd = [str(Path(sys.executable).parent / "gatehub"), "serve"]
+            if os.environ.get("BENCH_HUB_STOCK"):  # stock asyncio instead of uvloop, for comparison
+                cmd = [
+                    sys.executable,
+                    "-c",
+                    "import asyncio; from gatehub.config import load_settings; "
+                    "from gatehub.node import serve; asyncio.run(serve(load_settings()))",
+                ]
+            if os.environ.get("BENCH_PROFILE_HUB"):  # a cProfile of the hub for this run
+                cmd = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE_HUB"], cmd[0], "serve"]
+            hub = await asyncio.to_thread(
+                subprocess.Popen, cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            procs.append(hub)
+            ready = json.loads((await _wait_line(hub, b"READY ")).split(b" ", 1)[1])
+            key = (Path(tmp) / "hub" / "admin.key").read_text().strip()
+            api = httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{ready['http']}/api/v1", headers={"Authorization": f"Bearer {key}"}
+            )
+            async with api:
+                await _setup(api)
+                agent = _spawn("agent", str(ready["mqtt_tcp"]), GW_TOKEN)
+                procs.append(agent)
+                await _wait_line(agent, b"AGENT READY")
+                await asyncio.sleep(0.5)  # HELLO answered
+                links: dict[str, dict[str, Any]] = {}
+                for ident, mode in (("bench-direct", "direct"), ("bench-sub", "via gateway")):
+                    for encrypt in (False, True):
+                        body: dict[str, Any] = {"protocol": "tcp", "devicePort": echo_port}
+                        if encrypt:
+                            body["encrypt"] = {"key": KEY.hex(), "initializationVector": IV.hex()}
+                        r = await api.post(f"/devicelink/{ident}", json=body)
+                        r.raise_for_status()
+                        links[f"{mode} {'encrypted' if encrypt else 'plain'}"] = {**r.json(), "encrypt": encrypt}
+                # rounds that alternate the reference and every link, so that the load of a shared
+                # machine falls on all of them alike; each figure is the median of its rounds
+                cpu: dict[str, dict[str, list[float]]] = {k: {"hub": [], "agent": []} for k in links}
+                pids = {"hub": hub.pid, "agent": agent.pid}
+                tput: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
+                rtt: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
+                for _round in range(rounds):
+                    m, rt = await measure(echo_port, False, mib, trips)
+                    tput["direct"].append(m)
+                    rtt["direct"] += rt
+                    for label, link in links.items():
+                        m, rt = await measure(link["port"], link["encrypt"], mib, trips, pids)
+                        for name in pids:
+                            cpu[label][name].append(CPU[name])
+                        tput[label].append(m)
+                        rtt[label] += rt
+                ref = statistics.median(tput["direct"])
+                ref_p50 = statistics.median(rtt["direct"])
+                report.add("devicelink", "direct connection throughput (reference)", ref, "MB/s")
+                report.add(
+                    "devicelink",
+                    "direct connection p50 round trip (reference)",
+                    ref_p50 * 1000,
+                    "µs",
+                    notes=f"p99 {_p99(rtt['direct']) * 1000:.0f} µs",
+                )
+                for label in links:
+                    report.add(
+                        "devicelink",
+                        f"link throughput, {label}",
+                        statistics.median(tput[label]),
+                        "MB/s",
+                        reference=ref,
+                        target_ratio=0.5,
+                        notes=f"rounds: {', '.join(f'{x:.0f}' for x in tput[label])} MB/s; CPU s per GB: hub "
+                        f"{statistics.median(cpu[label]['hub']):.2f}, "
+                        f"agent {statistics.median(cpu[label]['agent']):.2f}",
+                    )
+                    p50 = statistics.median(rtt[label])
+                    added = p50 - ref_p50
+                    report.add(
+                        "devicelink",
+                        f"link added p50 latency, {label}",
+                        added * 1000,
+                        "µs",
+                        notes=f"p50 {p50 * 1000:.0f} µs, p99 {_p99(rtt[label]) * 1000:.0f} µs; target < 500 µs: "
+                        + ("meets target" if added < 0.5 else "BELOW target"),
+                    )
+                for link in links.values():
+                    (await api.delete(f"/devicelink/{link['token']}")).raise_for_status()
+        finally:
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.terminate()
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.wait(10)
+
+
+def _p99(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+
+
+async def _setup(api: httpx.AsyncClient) -> None:
+    async def ok(r: httpx.Response) -> None:
+        if r.status_code >= 300:
+            raise RuntimeError(f"{r.request.url}: {r.status_code} {r.text}")
+
+    await ok(await api.post("/tenants", json={"id": "bench", "name": "bench"}))
+    for pid, nt in (("bench-direct-p", "direct"), ("bench-gw-p", "gateway"), ("bench-sub-p", "sub-device")):
+        await ok(await api.post("/products?tenantId=bench", json={"id": pid, "nodeType": nt}))
+    await ok(
+        await api.post(
+            "/devices?tenantId=bench", json={"id": "bench-direct", "name": "d", "productId": "bench-direct-p"}
+        )
+    )
+    await ok(await api.post("/devices/bench-direct/attributes/server", json={"deviceLinkAddress": "127.0.0.1"}))
+    await ok(
+        await api.post(
+            "/gateways?tenantId=bench",
+            json={"id": "bench-gw", "name": "gw", "productId": "bench-gw-p", "accessToken": GW_TOKEN},
+        )
+    )
+    await ok(
+        await api.post(
+            "/devices?tenantId=bench",
+            json={"id": "bench-sub", "name": "sub", "productId": "bench-sub-p", "parentId": "bench-gw"},
+        )
+    )
+
+
+def _nodelay(client: Any) -> None:
+    """paho (under aiomqtt) leaves Nagle on: small tunnel frames would wait for delayed ACKs (~40 ms)."""
+    sock = client._client.socket()
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if os.environ.get("BENCH_SNDBUF"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(os.environ["BENCH_SNDBUF"]))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "echo":
+        _uvloop_run(_echo_main(sys.argv[2]))
+    elif sys.argv[1] == "agent":
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_a: sys.exit(0))
+        if os.environ.get("BENCH_AGENT_STOCK"):
+            asyncio.run(_agent_main(int(sys.argv[2]), sys.argv[3]))
+        else:
+            _uvloop_run(_agent_main(int(sys.argv[2]), sys.argv[3]))

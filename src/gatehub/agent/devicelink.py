@@ -1,0 +1,385 @@
+"""The gateway agent's side of device links: relays tunnel channels to sub-devices on the local
+network (protocol: ``gatehub.protocols.devicelink``; spec: docs/devicelink.md).
+
+A self-contained extension of the agent's MQTT connection. The agent:
+
+- subscribes ``DeviceLinkRelay.topics`` (QoS 1) on its connection to the hub,
+- passes every message on those topics to ``await relay.on_message(topic, payload)``,
+- calls ``await relay.on_connected()`` once its session is up (after the subscription) and
+  ``await relay.on_disconnected()`` when it is lost (every channel closes: the hub's side of
+  them is gone too), and ``await relay.close()`` when it stops,
+- gives the relay ``publish(topic, payload, qos)``, a coroutine that publishes on that
+  connection, and ``resolve(device_id, device_name)``, which answers the sub-device's address on
+  the local network (host name or IP, or None when it is not known), sync or async.
+
+The hub asks for a channel with OPEN; the relay connects to the device (TCP) or opens a UDP
+socket to it, answers OPENED with its credit window, and relays. Data towards the hub waits for
+credit (the device socket stops being read meanwhile); data from the hub is written to the
+device and its credit returned only once the device socket's buffer has room, so a slow device
+slows the client down and memory stays bounded (one window per channel and direction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gatehub.protocols import devicelink as proto
+from gatehub.protocols.devicelink import CloseCode, Frame, FrameError, FrameType, ReceiveWindow, StreamSender
+
+log = logging.getLogger("gatehub.agent.devicelink")
+
+Publish = Callable[[str, bytes, int], Awaitable[Any]]
+Resolve = Callable[[str, str], Awaitable[str | None] | str | None]
+
+
+class DeviceLinkRelay:
+    """Relays the hub's device-link channels to local devices (one per agent connection)."""
+
+    topics: tuple[str, ...] = (proto.TOPIC_DOWN,)
+    subscribe_qos = 1
+
+    def __init__(
+        self,
+        publish: Publish,
+        resolve: Resolve,
+        *,
+        window: int = proto.DEFAULT_WINDOW,
+        connect_timeout: float = 10.0,
+        max_channels: int = 256,
+        allow_hub_addresses: bool = True,
+        upstream_qos: int = 0,
+        agent: str = "gatehub-agent",
+    ) -> None:
+        self.publish = publish
+        self.resolve = resolve
+        self.window = proto.check_window(window)
+        self.connect_timeout = connect_timeout
+        self.max_channels = max_channels
+        self.allow_hub_addresses = allow_hub_addresses  # the hub may name the address (operator-set)
+        self.upstream_qos = upstream_qos
+        self.agent = agent
+        self.channels: dict[int, _TcpChannel | _UdpChannel] = {}
+        self.version: int | None = None  # agreed with the hub's HELLO
+        self.ready = asyncio.Event()
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # the extension interface ------------------------------------------------------------------
+    async def on_connected(self) -> None:
+        await self.on_disconnected()
+        self._queue = asyncio.Queue()
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+        self.emit(proto.json_frame(FrameType.HELLO, 0, {"versions": list(proto.VERSIONS), "agent": self.agent}))
+
+    async def on_disconnected(self) -> None:
+        self.ready.clear()
+        self.version = None
+        for ch in list(self.channels.values()):
+            ch.abort_local()
+        self.channels.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+            self._sender = None
+
+    async def close(self) -> None:
+        await self.on_disconnected()
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        if topic != proto.TOPIC_DOWN:
+            return
+        try:
+            frame = proto.decode(bytes(payload))
+        except FrameError as exc:
+            log.warning("bad device-link frame from the hub: %s", exc)
+            return
+        try:
+            self._dispatch(frame)
+        except FrameError as exc:
+            log.warning("bad device-link %s frame from the hub: %s", frame.type.name, exc)
+            ch = self.channels.get(frame.channel)
+            if ch is not None:
+                ch.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+
+    # frames -----------------------------------------------------------------------------------
+    def emit(self, frame: bytes) -> None:
+        self._queue.put_nowait(frame)
+
+    async def _send_loop(self) -> None:
+        q = self._queue
+        while True:
+            frame = await q.get()
+            try:
+                await self.publish(proto.TOPIC_UP, frame, self.upstream_qos)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection is going down: on_disconnected follows
+                log.warning("device-link frame not published: %s", exc)
+
+    def _dispatch(self, frame: Frame) -> None:
+        t = frame.type
+        if t is FrameType.HELLO:
+            body = frame.json()
+            version = body.get("version")
+            if version in proto.VERSIONS:
+                self.version = version
+                self.ready.set()
+                log.info("device-link tunnel v%d ready", version)
+            else:
+                log.warning("the hub speaks device-link tunnel versions %s, this agent %s", body, proto.VERSIONS)
+            return
+        if self.version is None or frame.version != self.version:
+            return
+        ch = self.channels.get(frame.channel)
+        if t is FrameType.OPEN:
+            if ch is not None:
+                raise FrameError(f"channel {frame.channel} is already open")
+            self._open(frame)
+            return
+        if ch is not None:
+            ch.on_frame(frame)
+
+    def _open(self, frame: Frame) -> None:
+        body = frame.json()
+        cid = frame.channel
+        protocol = body.get("protocol")
+        port = body.get("port")
+        if protocol not in ("tcp", "udp"):
+            self.emit(proto.close_frame(cid, CloseCode.UNSUPPORTED, f"protocol {protocol!r}"))
+            return
+        if type(port) is not int or not 1 <= port <= 65535:
+            self.emit(proto.close_frame(cid, CloseCode.PROTOCOL_ERROR, f"bad port {port!r}"))
+            return
+        if len(self.channels) >= self.max_channels:
+            self.emit(proto.close_frame(cid, CloseCode.OVERLOADED, f"{self.max_channels} channels open"))
+            return
+        hub_window = proto.check_window(body.get("window"))
+        ch: _TcpChannel | _UdpChannel
+        ch = _TcpChannel(self, cid, hub_window) if protocol == "tcp" else _UdpChannel(self, cid, hub_window)
+        self.channels[cid] = ch
+        task = asyncio.get_running_loop().create_task(ch.connect(body, port))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def address_of(self, body: dict[str, Any]) -> str | None:
+        hint = body.get("host")
+        if self.allow_hub_addresses and isinstance(hint, str) and hint:
+            return hint
+        answer = self.resolve(str(body.get("deviceId", "")), str(body.get("deviceName", "")))
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer if isinstance(answer, str) and answer else None
+
+    def forget(self, cid: int) -> None:
+        self.channels.pop(cid, None)
+
+
+class _ChannelBase:
+    def __init__(self, relay: DeviceLinkRelay, cid: int, hub_window: int) -> None:
+        self.relay = relay
+        self.id = cid
+        self.recv = ReceiveWindow(relay.window)
+        self.sender = StreamSender(cid, hub_window, relay.emit)
+        self.closed = False
+
+    async def connect(self, body: dict[str, Any], port: int) -> None:
+        relay = self.relay
+        try:
+            host = await relay.address_of(body)
+        except Exception as exc:
+            log.warning("resolving the address of %s failed: %s", body.get("deviceId"), exc)
+            host = None
+        if host is None:
+            self.fail(CloseCode.UNREACHABLE, f"the gateway does not know the address of {body.get('deviceId')}")
+            return
+        try:
+            await asyncio.wait_for(self._connect(host, port), relay.connect_timeout)
+        except TimeoutError:
+            self.fail(CloseCode.TIMEOUT, f"{host}:{port} did not answer within {relay.connect_timeout} s")
+            return
+        except ConnectionRefusedError as exc:
+            self.fail(CloseCode.REFUSED, f"{host}:{port}: {exc.strerror or exc}")
+            return
+        except OSError as exc:
+            self.fail(CloseCode.UNREACHABLE, f"{host}:{port}: {exc.strerror or exc}")
+            return
+        if self.closed:  # the hub gave up meanwhile
+            self._close_socket()
+            return
+        log.info("channel %d: %s %s:%d open", self.id, type(self).__name__[1:4].lower(), host, port)
+
+    def _opened(self) -> None:
+        """The socket exists: OPENED goes out before anything the device sends."""
+        if not self.closed:
+            self.relay.emit(proto.json_frame(FrameType.OPENED, self.id, {"window": self.relay.window}))
+
+    async def _connect(self, host: str, port: int) -> None:
+        raise NotImplementedError
+
+    def _close_socket(self) -> None:
+        raise NotImplementedError
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close with an error: CLOSE to the hub, the socket closed."""
+        if self.closed:
+            return
+        log.info("channel %d closed: %s", self.id, reason)
+        self.closed = True
+        self.relay.forget(self.id)
+        self.relay.emit(proto.close_frame(self.id, code, reason))
+        self._close_socket()
+
+    def abort_local(self) -> None:
+        """The connection to the hub is gone: close without frames."""
+        self.closed = True
+        self._close_socket()
+
+    def on_frame(self, frame: Frame) -> None:
+        raise NotImplementedError
+
+
+class _TcpChannel(_ChannelBase, asyncio.Protocol):
+    def __init__(self, relay: DeviceLinkRelay, cid: int, hub_window: int) -> None:
+        super().__init__(relay, cid, hub_window)
+        self.transport: asyncio.Transport | None = None
+        self.device_full = False
+        self.reading_paused = False
+        self.eof_from_hub = self.eof_from_device = False
+        self.closing = False  # our CLOSE waits for held data
+
+    async def _connect(self, host: str, port: int) -> None:
+        await asyncio.get_running_loop().create_connection(lambda: self, host, port)
+
+    def _close_socket(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # the device socket
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._opened()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(AttributeError, ValueError):  # a DATA frame (256 KiB) fits without pausing
+            transport.set_write_buffer_limits(1024 * 1024, 256 * 1024)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.sender.send(data) and self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof_from_device = True
+        if not self.closed:
+            self.sender.eof()
+        return not self.eof_from_hub
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed or self.closing:
+            return
+        if self.sender.close(CloseCode.NORMAL, "device closed the connection"):
+            self.closed = True
+            self.relay.forget(self.id)
+        else:
+            self.closing = True  # CLOSE goes after the data still held for credit
+
+    def pause_writing(self) -> None:
+        self.device_full = True
+
+    def resume_writing(self) -> None:
+        self.device_full = False
+        credit = self.recv.release(True)
+        if credit and not self.closed:
+            self.relay.emit(proto.window_frame(self.id, credit))
+
+    # frames from the hub
+    def on_frame(self, frame: Frame) -> None:
+        t = frame.type
+        if t is FrameType.DATA:
+            n = len(frame.body)
+            if not self.recv.received(n):
+                self.fail(CloseCode.PROTOCOL_ERROR, "DATA beyond the granted window")
+                return
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(frame.body)
+            credit = self.recv.delivered(n, self.device_full)
+            if credit:
+                self.relay.emit(proto.window_frame(self.id, credit))
+        elif t is FrameType.WINDOW:
+            if self.sender.grant(frame.credit()):
+                if self.closing:
+                    self.closed = True
+                    self.relay.forget(self.id)
+                elif self.reading_paused and self.transport is not None:
+                    self.reading_paused = False
+                    self.transport.resume_reading()
+        elif t is FrameType.EOF:
+            self.eof_from_hub = True
+            tr = self.transport
+            if tr is not None and not tr.is_closing():
+                if self.eof_from_device:
+                    tr.close()
+                elif tr.can_write_eof():
+                    tr.write_eof()
+        elif t is FrameType.CLOSE:
+            self.closed = True
+            self.relay.forget(self.id)
+            self._close_socket()
+
+
+class _UdpChannel(_ChannelBase, asyncio.DatagramProtocol):
+    def __init__(self, relay: DeviceLinkRelay, cid: int, hub_window: int) -> None:
+        super().__init__(relay, cid, hub_window)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.dropped = 0
+
+    async def _connect(self, host: str, port: int) -> None:
+        await asyncio.get_running_loop().create_datagram_endpoint(lambda: self, remote_addr=(host, port))
+
+    def _close_socket(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._opened()
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if not self.closed and not self.sender.send_datagram(data):
+            self.dropped += 1  # no credit: UDP may lose it, memory does not grow
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("channel %d: %s", self.id, exc)
+
+    def on_frame(self, frame: Frame) -> None:
+        t = frame.type
+        if t is FrameType.DATA:
+            n = len(frame.body)
+            if not self.recv.received(n):
+                self.fail(CloseCode.PROTOCOL_ERROR, "DATA beyond the granted window")
+                return
+            if self.transport is not None:
+                self.transport.sendto(frame.body)
+            credit = self.recv.delivered(n)
+            if credit:
+                self.relay.emit(proto.window_frame(self.id, credit))
+        elif t is FrameType.WINDOW:
+            self.sender.grant(frame.credit())
+        elif t is FrameType.CLOSE:
+            self.closed = True
+            self.relay.forget(self.id)
+            self._close_socket()

@@ -1,0 +1,36 @@
+"""The node component of device links: the service, the tunnel dialect on the MQTT hub (when
+MQTT is on) and the REST routes. Off when ``devicelink_port_min`` is -1."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gatehub.devicelink.service import DeviceLinks
+from gatehub.devicelink.tunnel import TunnelDialect
+
+if TYPE_CHECKING:
+    from gatehub.node import Component, Node
+
+
+async def build(node: Node) -> Component | None:
+    s = node.settings
+    if s.devicelink_port_min < 0:
+        return None
+    assert node.store is not None and node.writer is not None and node.ctx is not None
+    hub = node.mqtt
+    tunnels: TunnelDialect | None = None
+    if hub is not None:
+        tunnels = TunnelDialect(s.devicelink_tunnel_window)
+        hub.router.add(tunnels, first=True)  # before the ThingsBoard dialect, which owns other v1/ topics
+    svc = DeviceLinks(s, node.store, node.writer, node.bus, hub, tunnels)
+    from gatehub.transports.http.api import devicelink as api
+
+    node.ctx.extras["devicelink"] = svc
+    node.ctx.extras.setdefault("routers", []).append(api.router)
+    node.ctx.extras.setdefault("metrics", {}).update(
+        {
+            "gatehub_devicelinks_open": lambda: len(svc.links),
+            "gatehub_devicelinks_closed": lambda: svc.closed_total,
+        }
+    )
+    return svc
