@@ -3,8 +3,8 @@ same echo device, in the same run; plain and encrypted, direct mode and via a ga
 
 Processes, all on 127.0.0.1: the echo device (uvloop, ``asyncio.Protocol``), the hub
 (``gatehub serve``: uvloop, SQLite in a temporary folder, MQTT and device links on), and for the
-via-gateway figures an agent process: an aiomqtt connection to the hub as the gateway running
-``gatehub.agent.devicelink.DeviceLinkRelay`` (the lead re-runs this with the real agent). The
+via-gateway figures an agent process: the real gateway agent (``gatehub.agent``: aiomqtt, its
+device-link relay, a simulated sub-device whose local address is the echo device). The
 load generator is this process (one TCP connection, ``asyncio.Protocol``), identical for the
 direct reference and for every link.
 
@@ -15,10 +15,11 @@ direct reference and for every link.
 With encryption the client encrypts and decrypts (AES-256-CTR, the documented scheme) and the
 hub does the other half: that cost is part of the figure.
 
-``python -m bench.devicelink echo PORTFILE`` and ``... agent MQTTPORT TOKEN`` run the helpers.
-Knobs for investigation: ``BENCH_WINDOW`` (credit window, both sides), ``BENCH_HUB_STOCK=1`` /
+``python -m bench.devicelink echo PORTFILE`` and ``... agent MQTTPORT TOKEN ECHOPORT STATEFILE`` run
+the helpers.
+Knobs for investigation: ``BENCH_WINDOW`` (the hub's credit window), ``BENCH_HUB_STOCK=1`` /
 ``BENCH_AGENT_STOCK=1`` (stock asyncio instead of uvloop), ``BENCH_PROFILE_HUB=FILE`` /
-``BENCH_PROFILE_AGENT=FILE`` (cProfile output), ``BENCH_SNDBUF`` (SO_SNDBUF of the agent's MQTT socket).
+``BENCH_PROFILE_AGENT=FILE`` (cProfile output).
 The notes of each throughput figure give the CPU seconds per GB relayed of the hub and the agent.
 """
 
@@ -77,26 +78,40 @@ async def _echo_main(portfile: str) -> None:
     await asyncio.Event().wait()
 
 
-async def _agent_main(mqtt_port: int, token: str) -> None:
-    import aiomqtt
+async def _agent_main(mqtt_port: int, token: str, echo_port: int, state: str) -> None:
+    """The real gateway agent (``gatehub.agent``, as ``gatehub agent run`` starts it) with one
+    simulated sub-device, ``sub``, whose address on the local network is the echo device."""
+    from gatehub.agent import Agent, agent_config
+    from gatehub.agent.devicelink import DeviceLinkExtension
 
-    from gatehub.agent.devicelink import DeviceLinkRelay
-
-    async with aiomqtt.Client("127.0.0.1", mqtt_port, username=token, identifier="bench-agent") as client:
-        _nodelay(client)
-
-        async def publish(topic: str, payload: bytes, qos: int) -> None:
-            await client.publish(topic, payload, qos=qos)
-
-        relay = DeviceLinkRelay(
-            publish, lambda _i, _n: "127.0.0.1", window=int(os.environ.get("BENCH_WINDOW", 1048576))
-        )
-        for t in relay.topics:
-            await client.subscribe(t, qos=relay.subscribe_qos)
-        await relay.on_connected()
+    cfg = agent_config(
+        {
+            "hub": {"host": "127.0.0.1", "port": mqtt_port, "access_token": token, "client_id": "bench-agent"},
+            "state": {"path": state},
+            "drivers": [
+                {
+                    "type": "simulator",
+                    "poll_interval": 5.0,
+                    "devices": [
+                        {
+                            "uid": "sub",
+                            "name": "sub",
+                            "model": "bench-sub-p",
+                            "address": f"127.0.0.1:{echo_port}",
+                            "keys": {"t": {"kind": "walk", "min": 18, "max": 26}},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    async with Agent(cfg) as agent:
+        await asyncio.wait_for(agent.reconciled.wait(), 60)
+        ext = next(e for e in agent.extensions if isinstance(e, DeviceLinkExtension))
+        assert ext.relay is not None
+        await asyncio.wait_for(ext.relay.ready.wait(), 60)
         print("AGENT READY", flush=True)
-        async for msg in client.messages:
-            await relay.on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
+        await asyncio.Event().wait()
 
 
 def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -259,7 +274,7 @@ async def run(report: Report, quick: bool) -> None:
             )
             async with api:
                 await _setup(api)
-                agent = _spawn("agent", str(ready["mqtt_tcp"]), GW_TOKEN)
+                agent = _spawn("agent", str(ready["mqtt_tcp"]), GW_TOKEN, str(echo_port), str(Path(tmp) / "agent.db"))
                 procs.append(agent)
                 await _wait_line(agent, b"AGENT READY")
                 await asyncio.sleep(0.5)  # HELLO answered
@@ -363,15 +378,6 @@ async def _setup(api: httpx.AsyncClient) -> None:
     )
 
 
-def _nodelay(client: Any) -> None:
-    """paho (under aiomqtt) leaves Nagle on: small tunnel frames would wait for delayed ACKs (~40 ms)."""
-    sock = client._client.socket()
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if os.environ.get("BENCH_SNDBUF"):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(os.environ["BENCH_SNDBUF"]))
-
-
 if __name__ == "__main__":
     if sys.argv[1] == "echo":
         _uvloop_run(_echo_main(sys.argv[2]))
@@ -379,7 +385,8 @@ if __name__ == "__main__":
         import signal
 
         signal.signal(signal.SIGTERM, lambda *_a: sys.exit(0))
+        main = _agent_main(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
         if os.environ.get("BENCH_AGENT_STOCK"):
-            asyncio.run(_agent_main(int(sys.argv[2]), sys.argv[3]))
+            asyncio.run(main)
         else:
-            _uvloop_run(_agent_main(int(sys.argv[2]), sys.argv[3]))
+            _uvloop_run(main)

@@ -27,6 +27,7 @@ import orjson
 from aiomqtt.exceptions import MqttCodeError, MqttConnectError, MqttError
 
 from gatehub.agent.config import AgentConfig
+from gatehub.agent.devicelink import DeviceLinkExtension
 from gatehub.agent.drivers import (
     Driver,
     DriverError,
@@ -89,6 +90,7 @@ class Agent:
         self.by_name: dict[str, str] = {}  # device name -> uid
         self.link: HubLink | None = None
         self.extensions: list[AgentExtension] = []
+        self._inboxes: dict[str, asyncio.Queue[tuple[str, bytes]]] = {}
         self.reconciled = asyncio.Event()  # set after each reconciliation, cleared on disconnect
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -109,9 +111,21 @@ class Agent:
         self.state = await LocalState.open(self.cfg.state.path)
         self.outbox = Outbox(self.state, self.cfg.outbox)
         self._reconciler = Reconciler(self)
+        links = self.cfg.devicelink
+        if links.enabled and not any(isinstance(e, DeviceLinkExtension) for e in self.extensions):
+            self.extensions.append(
+                DeviceLinkExtension(
+                    allow_hub_addresses=links.allow_hub_addresses,
+                    max_channels=links.max_channels,
+                    connect_timeout=links.connect_timeout,
+                )
+            )
         ctx = ExtensionContext(self)
         for ext in self.extensions:
             await ext.start(ctx)
+            inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+            self._inboxes[ext.name] = inbox
+            self._spawned.add(asyncio.create_task(self._deliver(ext, inbox), name=f"agent-ext-{ext.name}"))
         await self.outbox.start()
         batches, readings = await self.state.backlog()
         log.info(
@@ -430,9 +444,13 @@ class Agent:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         """Downlink, from the connection's message loop (must not block)."""
+        claimed = False
         for ext in self.extensions:
             if ext.wants(topic):
-                self._spawn(ext.on_message(topic, payload))
+                self._inboxes[ext.name].put_nowait((topic, payload))
+                claimed = True
+        if claimed:
+            return  # an extension's topic (device-link frames are binary): not the agent's own
         try:
             body = orjson.loads(payload) if payload else {}
         except orjson.JSONDecodeError:
@@ -446,6 +464,19 @@ class Agent:
             self._spawn(self._attributes(body))
         elif topic in (TOPO_CHANGE, GW_DISCONNECT):
             self._post(_HubMessage(topic, body))
+
+    @staticmethod
+    async def _deliver(ext: AgentExtension, inbox: asyncio.Queue[tuple[str, bytes]]) -> None:
+        """An extension's messages, one at a time in the order they came (a slow extension
+        delays only itself; its exceptions are logged)."""
+        while True:
+            topic, payload = await inbox.get()
+            try:
+                await ext.on_message(topic, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("extension %s failed on a message on %s", ext.name, topic)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

@@ -82,12 +82,27 @@ class DriverConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class DeviceLinkConfig(_Strict):
+    """Device links through this gateway (docs/devicelink.md): the hub asks the agent to open
+    TCP/UDP connections to its sub-devices and relays a remote client's traffic over them."""
+
+    enabled: bool = Field(True, description="relay device links to this gateway's sub-devices")
+    allow_hub_addresses: bool = Field(
+        False,
+        description="connect to an address the hub names (its operator-set deviceLinkAddress); "
+        "off: only to the address the driver found the sub-device at",
+    )
+    max_channels: int = Field(256, ge=1, le=65535, description="links open through this gateway at once")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to connect to a sub-device")
+
+
 class AgentConfig(_Strict):
     hub: HubConfig
     state: StateConfig = Field(default_factory=StateConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)
     drivers: list[DriverConfig] = Field(default_factory=list)
+    devicelink: DeviceLinkConfig = Field(default_factory=DeviceLinkConfig)
     log_level: str = "info"
 
     def resolve_paths(self, base: Path) -> AgentConfig:

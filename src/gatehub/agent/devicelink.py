@@ -29,6 +29,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gatehub.agent.extensions import AgentExtension, ExtensionContext
 from gatehub.protocols import devicelink as proto
 from gatehub.protocols.devicelink import CloseCode, Frame, FrameError, FrameType, ReceiveWindow, StreamSender
 
@@ -383,3 +384,52 @@ class _UdpChannel(_ChannelBase, asyncio.DatagramProtocol):
             self.closed = True
             self.relay.forget(self.id)
             self._close_socket()
+
+
+class DeviceLinkExtension(AgentExtension):
+    """The relay plugged into the agent (``gatehub.agent.extensions``): the agent adds it when
+    ``[devicelink] enabled`` (the default). A sub-device is reached at the host of the address its
+    driver found it at (``SubDeviceView.address``, "host:port"), on the port the link asks for."""
+
+    name = "devicelink"
+    topic_filters = DeviceLinkRelay.topics
+
+    def __init__(self, *, allow_hub_addresses: bool = False, max_channels: int = 256, connect_timeout: float = 10.0):
+        self._options = {
+            "allow_hub_addresses": allow_hub_addresses,
+            "max_channels": max_channels,
+            "connect_timeout": connect_timeout,
+        }
+        self.relay: DeviceLinkRelay | None = None
+
+    async def start(self, ctx: ExtensionContext) -> None:
+        await super().start(ctx)
+        self.relay = DeviceLinkRelay(ctx.publish, self._resolve, **self._options)  # type: ignore[arg-type]
+
+    def _resolve(self, device_id: str, device_name: str) -> str | None:
+        view = self.ctx.subdevice(device_name) or self.ctx.subdevice(device_id)
+        return host_of(view.address) if view is not None and view.address else None
+
+    async def on_connected(self) -> None:
+        if self.relay is not None:
+            await self.relay.on_connected()
+
+    async def on_disconnected(self) -> None:
+        if self.relay is not None:
+            await self.relay.on_disconnected()
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        if self.relay is not None:
+            await self.relay.on_message(topic, payload)
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
+
+def host_of(address: str) -> str:
+    """The host of a driver's "host:port" address ("[v6]:port" too; a bare host stays)."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    host, sep, port = address.rpartition(":")
+    return host if sep and port.isdigit() and ":" not in host else address

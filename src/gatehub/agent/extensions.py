@@ -15,8 +15,11 @@ through its ``ExtensionContext``::
 
     agent.add_extension(Echo())
 
-Extensions are added before ``Agent.start``. Their coroutines run as tasks of their own: a slow
-one delays nothing else, and its exceptions are logged, never fatal to the agent.
+Extensions are added before ``Agent.start`` (the device-link relay, ``gatehub.agent.devicelink``,
+is added by the agent itself unless ``[devicelink] enabled = false``). Each extension gets its
+messages one at a time, in the order they arrived, from a task of its own: a slow one delays
+nothing else, and its exceptions are logged, never fatal to the agent. Topics an extension
+claims are not handled by the agent itself. Extension names must be unique.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ aiomqtt's paho client (``_client``), the one place where the agent relies on aio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -140,6 +142,12 @@ class HubLink:
 
     async def __aenter__(self) -> HubLink:
         await self.client.__aenter__()
+        # paho leaves Nagle's algorithm on: small messages (acks, device-link frames) would wait
+        # for the peer's delayed ACK, ~40 ms a round trip
+        sock = self.client._client.socket()
+        if isinstance(sock, socket.socket):  # an ssl.SSLSocket too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic in self.filters:
             await self.client.subscribe(topic, qos=1)
         return self
