@@ -258,6 +258,20 @@ def _changed_seqs(
     return [(gw, seqs[gw][0], seqs[gw][1]) for gw in sorted(gws)]
 
 
+def _gather(batches: Sequence[WriteBatch], skip: set[int]) -> tuple[list[Row], list[AttrRow], list[EventRow]]:
+    """The telemetry rows, attribute upserts and events of the batches that are not replays."""
+    rows: list[Row] = []
+    attrs: list[AttrRow] = []
+    evs: list[EventRow] = []
+    for n, b in enumerate(batches):
+        if n in skip:
+            continue
+        rows.extend(b.telemetry)
+        attrs.extend(b.attributes)
+        evs.extend(b.events)
+    return rows, attrs, evs
+
+
 def _latest_rows(batches: Sequence[WriteBatch], skip: set[int]) -> list[Row]:
     newest: dict[tuple[str, str], Row] = {}
     for n, b in enumerate(batches):
@@ -339,15 +353,7 @@ class _SqliteDriver:
         return {gw: (ep, seq) for gw, ep, seq in rows}
 
     async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None:
-        rows: list[Row] = []
-        attrs: list[AttrRow] = []
-        evs: list[EventRow] = []
-        for n, b in enumerate(batches):
-            if n in skip:
-                continue
-            rows.extend(b.telemetry)
-            attrs.extend(b.attributes)
-            evs.extend(b.events)
+        rows, attrs, evs = _gather(batches, skip)
         latest = _latest_rows(batches, skip) if rows else []
         changed = _changed_seqs(batches, skip, seqs)
         await self._call(self._write_sync, rows, latest, attrs, evs, changed)
@@ -426,15 +432,7 @@ class _PostgresDriver:
         import asyncpg
 
         conn = self._conn
-        rows: list[Row] = []
-        attrs: list[AttrRow] = []
-        evs: list[EventRow] = []
-        for n, b in enumerate(batches):
-            if n in skip:
-                continue
-            rows.extend(b.telemetry)
-            attrs.extend(b.attributes)
-            evs.extend(b.events)
+        rows, attrs, evs = _gather(batches, skip)
         async with conn.transaction():
             if rows:
                 try:
