@@ -35,6 +35,20 @@ async def test_publish_reaches_exact_and_wildcard_subscribers_only() -> None:
     assert bus.has_subscribers("t.a.x") and not bus.has_subscribers("t.c.x")
 
 
+async def test_has_subscribers_follows_subscriptions_coming_and_going() -> None:
+    bus = LocalBus()
+    subject = "t.a.telemetry.d1"
+    assert not bus.has_subscribers(subject) and not bus.has_subscribers(subject)  # asked twice: cached
+    wild = bus.subscribe("t.*.telemetry.*")
+    assert bus.has_subscribers(subject)
+    wild.close()
+    assert not bus.has_subscribers(subject)
+    exact = bus.subscribe(subject)
+    assert bus.has_subscribers(subject) and not bus.has_subscribers("t.a.telemetry.d2")
+    exact.close()
+    assert not bus.has_subscribers(subject)
+
+
 async def test_slow_subscriber_is_cut_off_not_the_others() -> None:
     bus = LocalBus()
     slow = bus.subscribe("x.>", maxsize=3)

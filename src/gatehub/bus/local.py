@@ -9,10 +9,16 @@ from gatehub.bus.base import Bus, Envelope, Handler, Message, Subscription, subj
 
 
 class LocalBus(Bus):
+    _CACHE_MAX = 100_000
+
     def __init__(self) -> None:
         self._exact: dict[str, list[Subscription]] = {}
         self._wild: list[Subscription] = []
         self._handlers: dict[str, Handler] = {}
+        # has_subscribers answers per subject, valid until a subscription comes or goes: the
+        # ingest writer asks for every device of every commit, and matching each subject against
+        # every wildcard subscription each time cost more than the rest of the commit publisher
+        self._listened: dict[str, bool] = {}
 
     async def start(self) -> None:
         return None
@@ -30,12 +36,18 @@ class LocalBus(Bus):
                 sub.offer(env)
 
     def has_subscribers(self, subject: str) -> bool:
-        if self._exact.get(subject):
-            return True
-        return any(subject_matches(s.pattern, subject) for s in self._wild)
+        known = self._listened.get(subject)
+        if known is not None:
+            return known
+        found = bool(self._exact.get(subject)) or any(subject_matches(s.pattern, subject) for s in self._wild)
+        if len(self._listened) >= self._CACHE_MAX:
+            self._listened.clear()
+        self._listened[subject] = found
+        return found
 
     def subscribe(self, pattern: str, maxsize: int = 1000) -> Subscription:
         sub = Subscription(pattern, maxsize, self._remove)
+        self._listened.clear()
         if "*" in pattern.split(".") or ">" in pattern.split("."):
             self._wild.append(sub)
         else:
@@ -43,6 +55,7 @@ class LocalBus(Bus):
         return sub
 
     def _remove(self, sub: Subscription) -> None:
+        self._listened.clear()
         if sub in self._wild:
             self._wild.remove(sub)
             return
