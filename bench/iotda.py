@@ -47,7 +47,7 @@ async def _hub(data_dir: str, conn: Connection) -> None:
     from gatehub.domain.model import NodeType
     from gatehub.node import Node
 
-    values: dict[str, Any] = {n: -1 for n in Settings.model_fields if n.endswith("_port")}
+    values: dict[str, Any] = {n: -1 for n in Settings.model_fields if n.endswith("_port") and "device" not in n}
     values.update(
         data_dir=data_dir,
         bind_host="127.0.0.1",
