@@ -75,7 +75,7 @@ ME_CLAIM = "v1/devices/me/claim"
 OK = 0
 NOT_AUTHORIZED = 0x87
 BAD_PAYLOAD = 0x99
-RATE_TOO_HIGH = 0x96
+RATE_TOO_HIGH = 0x97  # quota exceeded: MQTT 5 has no 0x96 (message rate too high) for PUBACK
 REASON_RATE_LIMIT = 150  # what ThingsBoard puts in a sub-device disconnect when a rate limit is hit
 _PRODUCT_RE = re.compile(r"[^A-Za-z0-9_-]")
 
