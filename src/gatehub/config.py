@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # ingest pipeline
     ingest_queue_size: int = Field(1024, ge=1, description="Pending write batches before callers wait")
     ingest_batch_rows: int = Field(50000, ge=1, description="Rows per group-commit transaction (at most)")
+    ingest_connections: int = Field(
+        2, ge=1, le=32, description="PostgreSQL connections the ingest writer commits on at once (SQLite: always 1)"
+    )
     # HTTP API
     http_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body of the REST API")
     http_page_limit: int = Field(1000, ge=1, description="Largest page size of list endpoints")

@@ -86,6 +86,7 @@ class Node:
             s.effective_database_url,
             queue_size=s.ingest_queue_size,
             batch_rows=s.ingest_batch_rows,
+            connections=s.ingest_connections,
             on_commit=commit_publisher(self.bus),
         )
         await self.writer.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -50,21 +51,26 @@ class Store:
         self.certificates = Certificates(db)
 
 
+_first = itemgetter(0)
+
+
 def commit_publisher(bus: Bus) -> Callable[[Sequence[WriteBatch]], None]:
     """What the ingest writer calls after each commit: publish what was stored on the bus."""
 
     def publish(batches: Sequence[WriteBatch]) -> None:
         for b in batches:
             if b.telemetry:
-                # only devices someone listens to are converted: nothing per row otherwise
-                listening: dict[str, bool] = {}
+                # only devices someone listens to are converted: no Python code per row otherwise
+                wanted = {
+                    dev
+                    for dev in dict.fromkeys(map(_first, b.telemetry))
+                    if bus.has_subscribers(f"t.{b.tenant_id}.telemetry.{dev}")
+                }
                 per_dev: dict[str, dict[str, list[list[Any]]]] = {}
-                for dev, key, ts, kind, vi, vf, vs in b.telemetry:
-                    wanted = listening.get(dev)
-                    if wanted is None:
-                        wanted = listening[dev] = bus.has_subscribers(f"t.{b.tenant_id}.telemetry.{dev}")
-                    if wanted:
-                        per_dev.setdefault(dev, {}).setdefault(key, []).append([ts, value_of(kind, vi, vf, vs)])
+                if wanted:
+                    for dev, key, ts, kind, vi, vf, vs in b.telemetry:
+                        if dev in wanted:
+                            per_dev.setdefault(dev, {}).setdefault(key, []).append([ts, value_of(kind, vi, vf, vs)])
                 for dev, data in per_dev.items():
                     bus.publish(
                         f"t.{b.tenant_id}.telemetry.{dev}", {"type": "telemetry", "deviceId": dev, "data": data}

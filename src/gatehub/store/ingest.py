@@ -9,6 +9,14 @@ That future is what a PUBACK or an HTTP 200 waits on: acknowledged means durable
 The queue is bounded: when it is full ``write`` waits (backpressure); nothing is dropped.
 If a group fails, its batches are retried one by one so a bad batch fails only its own caller.
 
+Pipelining: on PostgreSQL the writer holds several connections (``connections``) and starts the
+next group while earlier ones are still in their transactions, so that the hub encoding one
+group and the database storing another overlap instead of taking turns. Callers' futures are
+still resolved, and commit listeners called, in the order the groups were formed, so
+acknowledgements never overtake each other. Rows that two concurrent groups upsert (latest
+values, attributes, sequence marks) are written in key order, so two transactions never wait on
+each other in opposite orders. SQLite has one writer: one connection there.
+
 Replays: a batch may carry ``(gateway_id, epoch, seq)``. Within an epoch, a batch whose
 sequence number is not above the last committed one for that gateway is a replay: it is
 acknowledged without storing anything (``WriteResult.duplicate``). The check and the update of
@@ -18,7 +26,9 @@ A sequence never skips a batch that was not stored: when a sequenced batch fails
 failed, or a transport refused it with ``hold_sequence``), later batches of that gateway and
 epoch are refused (``SequenceHeld``) until that very batch comes again (or a new epoch starts),
 so that a resend is never mistaken for a replay. Senders keep their batches in sequence order
-(``submit`` waits for queue space without reordering).
+(``submit`` waits for queue space without reordering). A group never holds a sequenced batch of a
+gateway that has a batch in a group still being written: that one waits for the earlier group,
+so the mark of a gateway is only ever advanced by one transaction at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
@@ -92,14 +103,22 @@ class IngestWriter:
         *,
         queue_size: int = 1024,
         batch_rows: int = 50000,
+        connections: int = 2,
         on_commit: Callable[[Sequence[WriteBatch]], None] | None = None,
     ) -> None:
+        if connections < 1:
+            raise ValueError("the ingest writer needs at least one connection")
         self._url = normalise_url(url)
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=queue_size)
         self._batch_rows = batch_rows
+        self._connections = connections
         self._on_commit = on_commit
-        self._driver: _Driver | None = None
+        self._drivers: list[_Driver] = []
+        self._free: asyncio.Queue[_Driver] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._groups: set[asyncio.Task[None]] = set()
+        self._last_group: asyncio.Future[None] | None = None  # resolved once that group's callers are
+        self._writing: dict[str, asyncio.Event] = {}  # gateway -> set when its in-flight group is written
         self._seqs: dict[str, tuple[str, int]] = {}
         self._held: dict[str, tuple[str, int]] = {}  # gateway -> (epoch, seq) of a batch not stored
         self._closing = False
@@ -113,9 +132,26 @@ class IngestWriter:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def connections(self) -> int:
+        """Connections the writer commits on (1 on SQLite)."""
+        return len(self._drivers)
+
     async def start(self) -> None:
-        self._driver = await _open_driver(self._url)
-        self._seqs = await self._driver.load_sequences()
+        first = await _open_driver(self._url)
+        self._drivers = [first]
+        try:
+            if not isinstance(first, _SqliteDriver):
+                for _ in range(self._connections - 1):
+                    self._drivers.append(await _open_driver(self._url))
+            self._seqs = await first.load_sequences()
+        except BaseException:
+            for d in self._drivers:
+                await d.close()
+            self._drivers = []
+            raise
+        for d in self._drivers:
+            self._free.put_nowait(d)
         self._task = asyncio.create_task(self._run(), name="ingest-writer")
 
     async def write(self, batch: WriteBatch) -> WriteResult:
@@ -151,78 +187,144 @@ class IngestWriter:
             self._held[gateway_id] = (epoch, seq)
 
     async def close(self) -> None:
-        """Stop taking batches, commit everything queued, then close the connection."""
+        """Stop taking batches, commit everything queued, then close the connections."""
         if self._task is None:
             return
         self._closing = True
         await self._queue.put(None)
         await self._task
         self._task = None
-        if self._driver is not None:
-            await self._driver.close()
-            self._driver = None
+        if self._groups:
+            await asyncio.gather(*self._groups, return_exceptions=True)
+        drivers, self._drivers = self._drivers, []
+        for d in drivers:
+            await d.close()
 
     async def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = await self._queue.get()
+        pending: _Item | None = None
+        while True:
+            first = pending if pending is not None else await self._queue.get()
+            pending = None
             if first is None:
                 break
+            gw = _gateway(first)
+            if gw is not None and gw in self._writing:
+                await self._writing[gw].wait()  # its gateway's mark is being advanced by another group
+            driver = await self._free.get()
             items = [first]
             rows = len(first.batch)
+            gws = {gw} if gw is not None else set()
+            stop = False
             while rows < self._batch_rows and not self._queue.empty():
                 nxt = self._queue.get_nowait()
                 if nxt is None:
                     stop = True
                     break
+                g = _gateway(nxt)
+                if g is not None and g in self._writing:
+                    pending = nxt  # waits for that group; later batches keep their order behind it
+                    break
+                if g is not None:
+                    gws.add(g)
                 items.append(nxt)
                 rows += len(nxt.batch)
-            await self._commit_items(items)
+            written = asyncio.Event()
+            for g in gws:
+                self._writing[g] = written
+            prev = self._last_group
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._last_group = done
+            task = asyncio.create_task(self._group(items, driver, gws, written, prev, done), name="ingest-group")
+            self._groups.add(task)
+            task.add_done_callback(self._groups.discard)
+            if stop:
+                break
 
-    async def _commit_items(self, items: list[_Item]) -> None:
-        assert self._driver is not None
+    async def _group(
+        self,
+        items: list[_Item],
+        driver: _Driver,
+        gws: set[str],
+        written: asyncio.Event,
+        prev: asyncio.Future[None] | None,
+        done: asyncio.Future[None],
+    ) -> None:
+        outcomes: list[tuple[_Item, WriteResult | BaseException]] = []
+        committed: list[WriteBatch] = []
+        try:
+            try:
+                await self._commit_items(driver, items, outcomes, committed)
+            finally:
+                for g in gws:
+                    if self._writing.get(g) is written:
+                        del self._writing[g]
+                written.set()
+                self._free.put_nowait(driver)
+            if prev is not None:
+                await asyncio.shield(prev)  # acknowledgements go out in the order groups were formed
+            for item, outcome in outcomes:
+                if item.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+            if self._on_commit is not None and committed:
+                try:
+                    self._on_commit(committed)
+                except Exception:
+                    log.exception("commit listener failed")
+        except BaseException as exc:
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(StorageError(f"write failed: {exc!r}"))
+            raise
+        finally:
+            if not done.done():
+                done.set_result(None)
+
+    async def _commit_items(
+        self,
+        driver: _Driver,
+        items: list[_Item],
+        outcomes: list[tuple[_Item, WriteResult | BaseException]],
+        committed: list[WriteBatch],
+    ) -> None:
         started = time.perf_counter()
         seqs = dict(self._seqs)
         skip, refused = self._replays(items, seqs)
         if refused:
-            for n in sorted(refused):
-                item = items[n]
-                if not item.future.done():
-                    item.future.set_exception(refused[n])
+            outcomes.extend((items[n], refused[n]) for n in sorted(refused))
             items = [i for n, i in enumerate(items) if n not in refused]
             if not items:
                 return
             seqs = dict(self._seqs)
             skip, _none = self._replays(items, seqs)
         try:
-            await self._driver.write([i.batch for i in items], skip, seqs)
+            await driver.write([i.batch for i in items], skip, seqs)
         except Exception as exc:
             if len(items) > 1:
                 log.warning("group commit of %d batches failed (%s); retrying one by one", len(items), exc)
                 for item in items:
-                    await self._commit_items([item])
+                    await self._commit_items(driver, [item], outcomes, committed)
                 return
             err = exc if isinstance(exc, StorageError) else StorageError(f"write failed: {exc}")
             if items[0].batch.sequence is not None:
                 self.hold_sequence(*items[0].batch.sequence)
-            if not items[0].future.done():
-                items[0].future.set_exception(err)
+            outcomes.append((items[0], err))
             return
-        self._seqs = seqs
+        for n, item in enumerate(items):  # only this group's gateways: others may be in flight
+            seq = item.batch.sequence
+            if seq is not None and n not in skip:
+                self._seqs[seq[0]] = seqs[seq[0]]
         self.transactions += 1
         self.commit_seconds += time.perf_counter() - started
-        committed = [i.batch for n, i in enumerate(items) if n not in skip]
         for n, item in enumerate(items):
             if n not in skip:
                 self.rows_committed += len(item.batch.telemetry)
                 self.batches_committed += 1
-            if not item.future.done():
-                item.future.set_result(WriteResult(duplicate=n in skip))
-        if self._on_commit is not None and committed:
-            try:
-                self._on_commit(committed)
-            except Exception:
-                log.exception("commit listener failed")
+                committed.append(item.batch)
+            outcomes.append((item, WriteResult(duplicate=n in skip)))
 
     def _replays(
         self, items: list[_Item], seqs: dict[str, tuple[str, int]]
@@ -251,6 +353,11 @@ class IngestWriter:
         return skip, refused
 
 
+def _gateway(item: _Item) -> str | None:
+    seq = item.batch.sequence
+    return seq[0] if seq is not None else None
+
+
 def _changed_seqs(
     batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]
 ) -> list[tuple[str, str, int]]:
@@ -273,16 +380,20 @@ def _gather(batches: Sequence[WriteBatch], skip: set[int]) -> tuple[list[Row], l
 
 
 def _latest_rows(batches: Sequence[WriteBatch], skip: set[int]) -> list[Row]:
-    newest: dict[tuple[str, str], Row] = {}
+    """The newest row of each (device, key): the highest ts, the later one among equal ts.
+
+    Sorting by ts (stable, and nearly sorted already, so close to linear) and letting the last
+    row of each key win keeps the per-row work in C: this runs over every row of every commit."""
+    rows: list[Row] = []
     for n, b in enumerate(batches):
-        if n in skip:
-            continue
-        for r in b.telemetry:
-            k = (r[0], r[1])
-            cur = newest.get(k)
-            if cur is None or r[2] >= cur[2]:
-                newest[k] = r
-    return list(newest.values())
+        if n not in skip:
+            rows.extend(b.telemetry)
+    rows.sort(key=_TS)
+    return list(dict(zip(map(_DEVICE_KEY, rows), rows, strict=True)).values())
+
+
+_TS = itemgetter(2)
+_DEVICE_KEY = itemgetter(0, 1)
 
 
 async def _open_driver(url: str) -> _Driver:
@@ -431,27 +542,53 @@ class _PostgresDriver:
     async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None:
         import asyncpg
 
-        conn = self._conn
         rows, attrs, evs = _gather(batches, skip)
+        latest = sorted(_latest_rows(batches, skip), key=_row_key) if rows else []
+        changed = _changed_seqs(batches, skip, seqs)
+        try:
+            await self._write(rows, latest, attrs, evs, changed, copy=True)
+        except asyncpg.UniqueViolationError:
+            # Same (ts, device, key) again (rare: COPY fails whole on it, so no savepoint is paid
+            # for on every group): the transaction again, with upserts; the newer value wins, as
+            # on SQLite.
+            await self._write(_dedup_rows(rows), latest, attrs, evs, changed, copy=False)
+
+    async def _write(
+        self,
+        rows: list[Row],
+        latest: list[Row],
+        attrs: list[AttrRow],
+        evs: list[EventRow],
+        changed: list[tuple[str, str, int]],
+        *,
+        copy: bool,
+    ) -> None:
+        conn = self._conn
         async with conn.transaction():
             if rows:
-                try:
-                    async with conn.transaction():  # savepoint: COPY fails whole on a duplicate key
-                        await conn.copy_records_to_table("telemetry", records=rows, columns=TELEMETRY_COLS)
-                except asyncpg.UniqueViolationError:
-                    # Same (ts, device, key) again: the newer value wins, as on SQLite.
-                    await conn.executemany(self.UPSERT_TS, _dedup_rows(rows))
-                await conn.execute(self.UPSERT_LATEST, *_columns(_latest_rows(batches, skip)))
+                if copy:
+                    await conn.copy_records_to_table("telemetry", records=rows, columns=TELEMETRY_COLS)
+                else:
+                    await conn.executemany(self.UPSERT_TS, rows)
+                # in key order: a concurrent group upserting the same rows waits, never deadlocks
+                await conn.execute(self.UPSERT_LATEST, *_columns(latest))
             if attrs:
-                await conn.executemany(self.UPSERT_ATTR, attrs)
+                await conn.executemany(self.UPSERT_ATTR, sorted(attrs, key=_attr_key))  # stable: last wins
             if evs:
                 await conn.executemany(self.INSERT_EVENT, evs)
-            changed = _changed_seqs(batches, skip, seqs)
             if changed:
                 await conn.executemany(self.UPSERT_SEQ, changed)
 
     async def close(self) -> None:
         await self._conn.close()
+
+
+def _row_key(r: Row) -> tuple[str, str]:
+    return r[0], r[1]
+
+
+def _attr_key(a: AttrRow) -> tuple[str, str, str]:
+    return a[0], a[1], a[2]
 
 
 def _columns(rows: list[Row]) -> list[list[Any]]:

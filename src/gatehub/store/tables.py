@@ -104,13 +104,18 @@ devices = Table(
     Index(None, "product_id"),
 )
 
+# Device ids and data keys of the time series compare byte by byte on PostgreSQL (migration 0004):
+# cheaper index inserts than the locale's collation, and the same order as SQLite.
+_ID = String(128).with_variant(String(128, collation="C"), "postgresql")
+_KEY = String(255).with_variant(String(255, collation="C"), "postgresql")
+
 # Time series. ts-leading primary key: appends stay at the right edge of the B-tree.
 telemetry = Table(
     "telemetry",
     metadata,
     Column("ts", BigInteger, nullable=False),
-    Column("device_id", String(128), nullable=False),
-    Column("key", String(255), nullable=False),
+    Column("device_id", _ID, nullable=False),
+    Column("key", _KEY, nullable=False),
     Column("kind", String(1), nullable=False),
     Column("v_int", BigInteger, nullable=True),
     Column("v_float", Float, nullable=True),
@@ -122,8 +127,8 @@ telemetry = Table(
 latest = Table(
     "latest",
     metadata,
-    Column("device_id", String(128), nullable=False),
-    Column("key", String(255), nullable=False),
+    Column("device_id", _ID, nullable=False),
+    Column("key", _KEY, nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("kind", String(1), nullable=False),
     Column("v_int", BigInteger, nullable=True),

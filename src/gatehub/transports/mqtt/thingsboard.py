@@ -357,8 +357,8 @@ class ThingsBoardDialect(Dialect):
     ) -> WriteBatch | None:
         batch = WriteBatch(p.tenant_id)
         out: list[Any] = batch.telemetry if telemetry else batch.attributes
-        limits = self.limits if self.limits.enabled else None
-        mono = time.monotonic()
+        limited = self.limits.enabled
+        spans: list[tuple[str, str, int, int]] = []  # (name, device, start, end) of each device's rows
         devices = st.devices
         for name, value in body.items():
             dev = devices.get(name)
@@ -375,8 +375,13 @@ class ThingsBoardDialect(Dialect):
             except InvalidInput as exc:
                 log.info("%s: data of %r refused: %s", session.client_id, name, exc)
                 continue
-            if limits is not None and not limits.allow(p.tenant_id, dev, len(out) - start, mono):
-                del out[start:]
+            if limited:
+                spans.append((name, dev, start, len(out)))
+        if spans:
+            refused = self.limits.admit(p.tenant_id, [(d, e - b) for _n, d, b, e in spans], time.monotonic())
+            for i in reversed(refused):  # from the end: earlier spans keep their offsets
+                name, dev, start, end = spans[i]
+                del out[start:end]
                 self._rate_limited(session, st, p, name, dev)
         return batch if out else None
 
