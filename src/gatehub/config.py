@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     devicelink_tunnel_window: int = Field(
         1_048_576, ge=4096, le=64 * 1024 * 1024, description="Credit window per tunnel channel and direction (bytes)"
     )
+    devicelink_stream_port: int = Field(
+        0,
+        ge=-1,
+        le=65535,
+        description="Port gateway agents open stream channels of via-gateway TCP links to "
+        "(0 = any free port, told to agents in HELLO; -1 = off: all data framed over MQTT)",
+    )
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
     log_level: str = Field("info", description="debug, info, warning, error")

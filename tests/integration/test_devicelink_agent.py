@@ -1,7 +1,7 @@
 """Device links through the real gateway agent (``gatehub agent``, its Modbus TCP driver, the
-device-link relay it plugs in by itself): ``pymodbus``'s client -> the hub's link port -> the
-tunnel over the agent's MQTT session -> the agent -> a ``pymodbus`` server on the gateway's
-network, found there by the agent's driver. Also: a link closes when the agent goes away, and an
+device-link relay it plugs in by itself): ``pymodbus``'s client -> the hub's link port -> a
+stream channel (or the tunnel over the agent's MQTT session) -> the agent -> a ``pymodbus``
+server on the gateway's network, found there by the agent's driver. Also: a link closes when the agent goes away, and an
 agent with device links switched off gets none (the hub says so when the link is asked for)."""
 
 from __future__ import annotations
@@ -48,13 +48,15 @@ async def _sub_id(h: LinkNode) -> str:
     return dev_id
 
 
-async def test_pymodbus_through_the_real_agent(tmp_path: Path, db_url: str) -> None:
+@pytest.mark.parametrize("streams", [True, False], ids=["stream-channels", "framed-over-mqtt"])
+async def test_pymodbus_through_the_real_agent(tmp_path: Path, db_url: str, streams: bool) -> None:
     plc = Plc()
     await plc.start()
     try:
         async with link_node(tmp_path, db_url) as h:
             await _gateway(h)
-            async with Agent(agent_cfg(h.mqtt_port, tmp_path / "agent.db", token=TOKEN), [_driver(plc)]) as agent:
+            cfg = agent_cfg(h.mqtt_port, tmp_path / "agent.db", token=TOKEN, devicelink={"streams": streams})
+            async with Agent(cfg, [_driver(plc)]) as agent:
                 await synced(agent)
                 dev_id = await _sub_id(h)
                 link = await h.create(dev_id.upper(), {"protocol": "tcp", "devicePort": plc.port})
@@ -75,6 +77,8 @@ async def test_pymodbus_through_the_real_agent(tmp_path: Path, db_url: str) -> N
                     client.close()
                 lk = h.links.get(link["token"], None)
                 assert lk is not None and lk.bytes_in >= 53 * 12 and lk.bytes_out >= 53 * 9
+                assert h.links.tunnels is not None and h.links.tunnels.streams is not None
+                assert h.links.tunnels.streams.attached == (1 if streams else 0)
 
                 # the agent goes away: its links close, the link's port stops answering
                 second = await h.create(dev_id, {"protocol": "tcp", "devicePort": plc.port})

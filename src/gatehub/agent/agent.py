@@ -118,6 +118,7 @@ class Agent:
                     allow_hub_addresses=links.allow_hub_addresses,
                     max_channels=links.max_channels,
                     connect_timeout=links.connect_timeout,
+                    streams=links.streams,
                 )
             )
         ctx = ExtensionContext(self)

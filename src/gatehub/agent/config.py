@@ -94,6 +94,11 @@ class DeviceLinkConfig(_Strict):
     )
     max_channels: int = Field(256, ge=1, le=65535, description="links open through this gateway at once")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to connect to a sub-device")
+    streams: bool = Field(
+        True,
+        description="carry TCP links' data on connections of their own to the hub's stream port "
+        "(plain MQTT only; off, or when that port is not reachable: framed over MQTT)",
+    )
 
 
 class AgentConfig(_Strict):

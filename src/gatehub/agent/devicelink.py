@@ -56,6 +56,7 @@ class DeviceLinkRelay:
         allow_hub_addresses: bool = True,
         upstream_qos: int = 0,
         agent: str = "gatehub-agent",
+        stream_host: str | None = None,
     ) -> None:
         self.publish = publish
         self.resolve = resolve
@@ -65,6 +66,8 @@ class DeviceLinkRelay:
         self.allow_hub_addresses = allow_hub_addresses  # the hub may name the address (operator-set)
         self.upstream_qos = upstream_qos
         self.agent = agent
+        self.stream_host = stream_host  # where the hub's stream port is (None: streams not offered)
+        self.stream_port: int | None = None  # told by the hub's HELLO
         self.channels: dict[int, _TcpChannel | _UdpChannel] = {}
         self.version: int | None = None  # agreed with the hub's HELLO
         self.ready = asyncio.Event()
@@ -77,11 +80,15 @@ class DeviceLinkRelay:
         await self.on_disconnected()
         self._queue = asyncio.Queue()
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
-        self.emit(proto.json_frame(FrameType.HELLO, 0, {"versions": list(proto.VERSIONS), "agent": self.agent}))
+        hello: dict[str, Any] = {"versions": list(proto.VERSIONS), "agent": self.agent}
+        if self.stream_host:
+            hello["streams"] = True
+        self.emit(proto.json_frame(FrameType.HELLO, 0, hello))
 
     async def on_disconnected(self) -> None:
         self.ready.clear()
         self.version = None
+        self.stream_port = None
         for ch in list(self.channels.values()):
             ch.abort_local()
         self.channels.clear()
@@ -134,6 +141,8 @@ class DeviceLinkRelay:
             version = body.get("version")
             if version in proto.VERSIONS:
                 self.version = version
+                port = body.get("streamPort")
+                self.stream_port = port if self.stream_host and type(port) is int and 0 < port < 65536 else None
                 self.ready.set()
                 log.info("device-link tunnel v%d ready", version)
             else:
@@ -166,7 +175,13 @@ class DeviceLinkRelay:
             return
         hub_window = proto.check_window(body.get("window"))
         ch: _TcpChannel | _UdpChannel
-        ch = _TcpChannel(self, cid, hub_window) if protocol == "tcp" else _UdpChannel(self, cid, hub_window)
+        token = body.get("stream")
+        if protocol == "udp":
+            ch = _UdpChannel(self, cid, hub_window)
+        elif isinstance(token, str) and token and self.stream_port is not None:
+            ch = _StreamChannel(self, cid, hub_window, token)
+        else:
+            ch = _TcpChannel(self, cid, hub_window)
         self.channels[cid] = ch
         task = asyncio.get_running_loop().create_task(ch.connect(body, port))
         self._tasks.add(task)
@@ -342,6 +357,181 @@ class _TcpChannel(_ChannelBase, asyncio.Protocol):
             self._close_socket()
 
 
+class _StreamChannel(_TcpChannel):
+    """A TCP channel whose data goes over a stream connection to the hub (``streams`` in the
+    hub's HELLO, a ``stream`` token in OPEN): the device socket and that connection relay to
+    each other directly, with TCP's own backpressure. When the hub's stream port cannot be
+    reached, the channel answers OPENED and is framed over MQTT like any other."""
+
+    def __init__(self, relay: DeviceLinkRelay, cid: int, hub_window: int, token: str) -> None:
+        super().__init__(relay, cid, hub_window)
+        self.token = token
+        self.stream: _HubStream | None = None
+        self.framed = False  # fell back to the tunnel
+
+    async def _connect(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self, host, port)
+        assert self.transport is not None
+        relay = self.relay
+        try:
+            assert relay.stream_host is not None and relay.stream_port is not None
+            _t, stream = await asyncio.wait_for(
+                loop.create_connection(lambda: _HubStream(self), relay.stream_host, relay.stream_port),
+                relay.connect_timeout,
+            )
+        except (OSError, TimeoutError, AssertionError) as exc:
+            log.warning("channel %d: the hub's stream port is not reachable (%s): framed over MQTT", self.id, exc)
+            self.framed = True
+            self._opened()
+        else:
+            if self.closed:
+                stream.close()
+                return
+            self.stream = stream
+            stream.send(b"GHS1 " + self.token.encode("ascii") + b"\n")
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _close_socket(self) -> None:
+        super()._close_socket()
+        if self.stream is not None:
+            self.stream.close()
+
+    # the device socket
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        nodelay_socket(transport)
+        transport.pause_reading()  # type: ignore[attr-defined]  # until the stream (or tunnel) takes data
+
+    def data_received(self, data: bytes) -> None:
+        if self.stream is not None:
+            self.stream.send(data)
+        elif self.framed:
+            super().data_received(data)
+
+    def eof_received(self) -> bool:
+        if self.stream is not None:
+            self.eof_from_device = True
+            self.stream.write_eof()
+            return not self.eof_from_hub
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.stream is not None or not self.framed:
+            self.closed = True
+            self.relay.forget(self.id)
+            if self.stream is not None:
+                self.stream.close()
+            return
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.pause_reading()
+        else:
+            super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.resume_reading()
+        else:
+            super().resume_writing()
+
+    # the stream connection
+    def from_hub(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def hub_eof(self) -> bool:
+        self.eof_from_hub = True
+        tr = self.transport
+        if tr is not None and not tr.is_closing():
+            if self.eof_from_device:
+                tr.close()
+            elif tr.can_write_eof():
+                tr.write_eof()
+        return not self.eof_from_device
+
+    def hub_gone(self) -> None:
+        self.stream = None
+        if not self.closed:
+            self.closed = True
+            self.relay.forget(self.id)
+            super()._close_socket()
+
+    def hub_full(self, full: bool) -> None:
+        tr = self.transport
+        if tr is None or tr.is_closing():
+            return
+        if full:
+            tr.pause_reading()
+        else:
+            tr.resume_reading()
+
+
+class _HubStream(asyncio.Protocol):
+    """The agent's end of a stream channel's connection to the hub."""
+
+    def __init__(self, channel: _StreamChannel) -> None:
+        self.channel = channel
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        nodelay_socket(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.channel.from_hub(data)
+
+    def eof_received(self) -> bool:
+        return self.channel.hub_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.channel.hub_gone()
+
+    def pause_writing(self) -> None:
+        self.channel.hub_full(True)
+
+    def resume_writing(self) -> None:
+        self.channel.hub_full(False)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            if self.channel.eof_from_hub:
+                t.close()
+            elif t.can_write_eof():
+                t.write_eof()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def nodelay_socket(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY, and write-buffer limits that let a whole read through without pausing."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with contextlib.suppress(AttributeError, ValueError):
+        transport.set_write_buffer_limits(1024 * 1024, 256 * 1024)  # type: ignore[attr-defined]
+
+
 class _UdpChannel(_ChannelBase, asyncio.DatagramProtocol):
     def __init__(self, relay: DeviceLinkRelay, cid: int, hub_window: int) -> None:
         super().__init__(relay, cid, hub_window)
@@ -394,7 +584,15 @@ class DeviceLinkExtension(AgentExtension):
     name = "devicelink"
     topic_filters = DeviceLinkRelay.topics
 
-    def __init__(self, *, allow_hub_addresses: bool = False, max_channels: int = 256, connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        *,
+        allow_hub_addresses: bool = False,
+        max_channels: int = 256,
+        connect_timeout: float = 10.0,
+        streams: bool = True,
+    ):
+        self._streams = streams
         self._options = {
             "allow_hub_addresses": allow_hub_addresses,
             "max_channels": max_channels,
@@ -404,7 +602,14 @@ class DeviceLinkExtension(AgentExtension):
 
     async def start(self, ctx: ExtensionContext) -> None:
         await super().start(ctx)
-        self.relay = DeviceLinkRelay(ctx.publish, self._resolve, **self._options)  # type: ignore[arg-type]
+        # stream channels only beside a plain connection: TLS-protected data stays in TLS
+        stream_host = None if ctx.hub_tls or not self._streams else ctx.hub_host
+        self.relay = DeviceLinkRelay(
+            ctx.publish,
+            self._resolve,
+            stream_host=stream_host,
+            **self._options,  # type: ignore[arg-type]
+        )
 
     def _resolve(self, device_id: str, device_name: str) -> str | None:
         view = self.ctx.subdevice(device_name) or self.ctx.subdevice(device_id)

@@ -66,6 +66,17 @@ class ExtensionContext:
             raise HubUnavailable("not connected to the hub")
         return await link.publish(topic, payload, qos)
 
+    @property
+    def hub_host(self) -> str:
+        """The host the agent reaches the hub at."""
+        return self._agent.cfg.hub.host
+
+    @property
+    def hub_tls(self) -> bool:
+        """Whether the connection to the hub is TLS."""
+        hub = self._agent.cfg.hub
+        return bool(hub.tls or hub.cert)
+
     def subdevice(self, name: str) -> SubDeviceView | None:
         return self._agent.view(name)
 

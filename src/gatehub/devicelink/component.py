@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gatehub.devicelink.service import DeviceLinks
+from gatehub.devicelink.streams import StreamListener
 from gatehub.devicelink.tunnel import TunnelDialect
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ async def build(node: Node) -> Component | None:
     hub = node.mqtt
     tunnels: TunnelDialect | None = None
     if hub is not None:
-        tunnels = TunnelDialect(s.devicelink_tunnel_window)
+        streams = StreamListener(s.bind_host, s.devicelink_stream_port) if s.devicelink_stream_port >= 0 else None
+        tunnels = TunnelDialect(s.devicelink_tunnel_window, streams)
         hub.router.add(tunnels, first=True)  # before the ThingsBoard dialect, which owns other v1/ topics
     svc = DeviceLinks(s, node.store, node.writer, node.bus, hub, tunnels)
     from gatehub.transports.http.api import devicelink as api
@@ -31,6 +33,9 @@ async def build(node: Node) -> Component | None:
         {
             "gatehub_devicelinks_open": lambda: len(svc.links),
             "gatehub_devicelinks_closed": lambda: svc.closed_total,
+            "gatehub_devicelink_streams_attached": lambda: (
+                tunnels.streams.attached if tunnels is not None and tunnels.streams is not None else 0
+            ),
         }
     )
     return svc

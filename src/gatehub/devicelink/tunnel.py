@@ -27,6 +27,7 @@ from gatehub.transports.mqtt.dialect import AckResult, Dialect
 
 if TYPE_CHECKING:
     from gatehub.devicelink.links import Target
+    from gatehub.devicelink.streams import StreamConn, StreamListener
     from gatehub.transports.mqtt.session import MqttSession
 
 log = logging.getLogger("gatehub.devicelink")
@@ -40,7 +41,19 @@ class HubChannel:
     """One relayed conversation through a gateway: the device end of a TCP client connection or
     of a UDP link (``user``)."""
 
-    __slots__ = ("closed", "id", "protocol", "recv", "sender", "timer", "tunnel", "user", "user_paused")
+    __slots__ = (
+        "closed",
+        "id",
+        "protocol",
+        "recv",
+        "sender",
+        "stream",
+        "timer",
+        "token",
+        "tunnel",
+        "user",
+        "user_paused",
+    )
 
     def __init__(self, tunnel: GatewayTunnel, channel_id: int, protocol: str, user: Any) -> None:
         self.tunnel = tunnel
@@ -52,6 +65,25 @@ class HubChannel:
         self.user_paused = False  # our side's socket is full: credit is held back
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
+        self.token: str | None = None  # a stream channel is expected with this token
+        self.stream: StreamConn | None = None  # the agent's stream connection, once it came
+
+    # a stream channel (gatehub.devicelink.streams) -------------------------------------------
+    def stream_attached(self, conn: StreamConn) -> Any:
+        """The agent connected the stream of this channel: its data flows there from now on.
+        Returns the user (the link's client connection), which ``conn`` relays to."""
+        self.token = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.stream = conn
+        user = self.user
+        user.device_ready(conn)
+        return user
+
+    def stream_closed(self) -> None:
+        self.stream = None
+        self._forget()
 
     # DeviceEnd (TCP) / UdpDeviceEnd -----------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -96,6 +128,12 @@ class HubChannel:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.token is not None and self.tunnel.streams is not None:
+            self.tunnel.streams.forget(self.token)
+            self.token = None
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            stream.close()
         self.tunnel.channels.pop(self.id, None)
 
     # frames from the agent --------------------------------------------------------------------
@@ -117,8 +155,11 @@ class HubChannel:
                 else:
                     self.user.device_resume()
         elif t is FrameType.OPENED:
-            if self.sender is not None:
+            if self.sender is not None or self.stream is not None:
                 return
+            if self.token is not None and self.tunnel.streams is not None:  # framed after all
+                self.tunnel.streams.forget(self.token)
+                self.token = None
             window = proto.check_window(frame.json().get("window"))
             if self.timer is not None:
                 self.timer.cancel()
@@ -130,7 +171,10 @@ class HubChannel:
                 self.user.on_device_eof()
         elif t is FrameType.CLOSE:
             code, reason = frame.close_reason()
+            had_stream = self.stream is not None
             self._forget()
+            if had_stream:
+                return  # the stream's end tells the user
             if self.sender is None:
                 self.user.device_failed(f"{_code_name(code)}: {reason}")
             else:
@@ -151,7 +195,7 @@ class HubChannel:
 
     def _open_timeout(self) -> None:
         self.timer = None
-        if self.sender is None and not self.closed:
+        if self.sender is None and self.stream is None and not self.closed:
             self.abort(CloseCode.TIMEOUT, "the gateway did not answer OPEN in time")
 
 
@@ -174,8 +218,17 @@ def _code_name(code: int) -> str:
 class GatewayTunnel:
     """The tunnel of one gateway session that sent HELLO."""
 
-    def __init__(self, session: MqttSession, gateway_id: str, tenant_id: str, version: int, window: int) -> None:
+    def __init__(
+        self,
+        session: MqttSession,
+        gateway_id: str,
+        tenant_id: str,
+        version: int,
+        window: int,
+        streams: StreamListener | None = None,
+    ) -> None:
         self.session = session
+        self.streams = streams  # the agent opens stream channels there (it offered them)
         self.gateway_id = gateway_id
         self.tenant_id = tenant_id
         self.version = version
@@ -212,6 +265,8 @@ class GatewayTunnel:
             "host": target.host,
             "window": self.window,
         }
+        if self.streams is not None and ch.protocol == "tcp":
+            ch.token = body["stream"] = self.streams.expect(ch)
         ch.timer = asyncio.get_running_loop().call_later(timeout, ch._open_timeout)
         self.send(proto.json_frame(FrameType.OPEN, ch.id, body))
 
@@ -248,6 +303,9 @@ class GatewayTunnel:
         """The session is gone (or broke): every channel ends, without frames."""
         self.dead = True
         for ch in list(self.channels.values()):
+            if ch.stream is not None:
+                ch._forget()  # closes the stream: its end tells the user
+                continue
             ch._forget()
             user, ch.user = ch.user, _Gone()
             try:
@@ -265,8 +323,9 @@ class TunnelDialect(Dialect):
     name = "devicelink"
     prefixes = (proto.PREFIX,)
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, streams: StreamListener | None = None) -> None:
         self.window = window
+        self.streams = streams
         self.tunnels: dict[str, GatewayTunnel] = {}  # gateway id -> its current tunnel
         self.on_gateway_gone: Callable[[str, str], None] | None = None  # (tenant id, gateway id)
 
@@ -316,15 +375,20 @@ class TunnelDialect(Dialect):
         if old is not None:
             old.close_all("the agent started over (HELLO)")
         assert session.principal is not None
-        tunnel = GatewayTunnel(session, gw, session.principal.tenant_id, max(common), self.window)
+        try:
+            wants_streams = frame.json().get("streams") is True
+        except FrameError:
+            wants_streams = False
+        plain = session.transport is not None and session.transport.get_extra_info("ssl_object") is None
+        streams = self.streams if wants_streams and plain and self.streams is not None else None
+        tunnel = GatewayTunnel(session, gw, session.principal.tenant_id, max(common), self.window, streams)
         session.state()[STATE_KEY] = tunnel
         self.tunnels[gw] = tunnel
-        session.send(
-            proto.TOPIC_DOWN,
-            proto.json_frame(FrameType.HELLO, 0, {"version": tunnel.version, "maxData": proto.MAX_DATA}),
-            1,
-        )
-        log.info("gateway %s: device-link tunnel v%d ready", gw, tunnel.version)
+        hello: dict[str, Any] = {"version": tunnel.version, "maxData": proto.MAX_DATA}
+        if streams is not None:
+            hello["streamPort"] = streams.port
+        session.send(proto.TOPIC_DOWN, proto.json_frame(FrameType.HELLO, 0, hello), 1)
+        log.info("gateway %s: device-link tunnel v%d ready%s", gw, tunnel.version, " (streams)" if streams else "")
 
     def on_subscribe(self, session: MqttSession, sub: Subscription, subscription_id: int | None) -> int:
         if self._gateway(session) is None or not topic_matches(sub.topic_filter, proto.TOPIC_DOWN):

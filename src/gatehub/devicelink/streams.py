@@ -1,0 +1,154 @@
+"""Stream channels: the bytes of a via-gateway TCP link on a TCP connection of their own.
+
+Framing a byte stream into MQTT messages costs both the hub and the agent CPU on every chunk
+(each is parsed, routed and acknowledged as a message); a relay of two sockets costs almost
+nothing beyond the copy. So when an agent offers ``streams`` in its HELLO, the hub tells it the
+port of this listener, and every OPEN of a TCP channel carries a one-time ``stream`` token. The
+agent connects to the device, then to this port (the host it reaches the hub's MQTT at), sends
+the preamble ``GHS1 <token>\\n`` and from then on relays raw bytes; the hub relays them to the
+link's client like a direct device connection. Backpressure is TCP's own: a full socket buffer
+stops the other side being read. Control (OPEN, CLOSE before the stream exists) stays in the
+tunnel; an agent that cannot reach this port answers OPENED and the channel is framed as before.
+
+Only sessions on the plain MQTT listener are offered streams: the stream carries the link's data
+as the MQTT connection would, and a TLS session's data must not leave TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from gatehub.devicelink.tcp import DirectDevice, nodelay
+
+if TYPE_CHECKING:
+    from gatehub.devicelink.tcp import ClientConn
+    from gatehub.devicelink.tunnel import HubChannel
+
+log = logging.getLogger("gatehub.devicelink")
+
+MAGIC = b"GHS1 "
+TOKEN_CHARS = 32  # hex
+PREAMBLE_SIZE = len(MAGIC) + TOKEN_CHARS + 1
+PREAMBLE_TIMEOUT = 10.0
+
+
+class StreamListener:
+    """The port agents open stream channels to, and the tokens of channels waiting for one."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.pending: dict[str, HubChannel] = {}
+        self.server: asyncio.Server | None = None
+        self.attached = 0
+        self.refused = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: StreamConn(self), self.host or None, self.requested_port, reuse_address=True, backlog=64
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        log.info("device-link stream channels on port %d", self.port)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        self.pending.clear()
+
+    def expect(self, channel: HubChannel) -> str:
+        token = secrets.token_hex(TOKEN_CHARS // 2)
+        self.pending[token] = channel
+        return token
+
+    def forget(self, token: str) -> None:
+        self.pending.pop(token, None)
+
+
+class StreamConn(DirectDevice):
+    """An agent's stream connection: the preamble first, then the device end of one client
+    connection (as ``DirectDevice`` is in direct mode)."""
+
+    __slots__ = ("_buf", "_timer", "channel", "listener")
+
+    def __init__(self, listener: StreamListener) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # the client is known after the preamble
+        self.listener = listener
+        self.channel: HubChannel | None = None
+        self._buf = b""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        nodelay(transport)
+        self._timer = asyncio.get_running_loop().call_later(PREAMBLE_TIMEOUT, self._refuse, "no preamble in time")
+
+    def _refuse(self, why: str) -> None:
+        self.listener.refused += 1
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        log.info("stream connection from %s refused: %s", peer, why)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is not None:
+            self.client.on_device_data(data)
+            return
+        self._buf += data
+        if len(self._buf) < PREAMBLE_SIZE:
+            return
+        head, rest = self._buf[:PREAMBLE_SIZE], self._buf[PREAMBLE_SIZE:]
+        self._buf = b""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not head.startswith(MAGIC) or head[-1:] != b"\n":
+            self._refuse("not a stream preamble")
+            return
+        token = head[len(MAGIC) : -1].decode("ascii", "replace")
+        channel = self.listener.pending.pop(token, None)
+        if channel is None or channel.closed:
+            self._refuse("unknown or used token")
+            return
+        self.channel = channel
+        self.listener.attached += 1
+        client: ClientConn = channel.stream_attached(self)
+        self.client = client
+        if rest:
+            client.on_device_data(rest)
+
+    def eof_received(self) -> bool:
+        if self.client is None:
+            return False
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport = None
+        if self.channel is not None:
+            self.channel.stream_closed()
+        if self.client is not None:
+            self.client.on_device_closed()
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.device_pause()
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.device_resume()
+
+    def write_eof(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing() and self.client is not None:
+            if self.client._eof_out:
+                t.close()
+            elif t.can_write_eof():
+                t.write_eof()
