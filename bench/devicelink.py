@@ -238,7 +238,8 @@ async def run(report: Report, quick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             portfile = Path(tmp) / "echo.port"
-            procs.append(_spawn("echo", str(portfile)))
+            echo = _spawn("echo", str(portfile))
+            procs.append(echo)
             for _ in range(200):
                 if portfile.exists() and portfile.read_text():
                     break
@@ -302,15 +303,18 @@ async def run(report: Report, quick: bool) -> None:
                         links[label] = {**r.json(), "encrypt": encrypt, "agent_pid": agent_pid}
                 # rounds that alternate the reference and every link, so that the load of a shared
                 # machine falls on all of them alike; each figure is the median of its rounds
-                cpu: dict[str, dict[str, list[float]]] = {k: {"hub": [], "agent": []} for k in links}
+                names = ("hub", "agent", "echo", "client")
+                cpu: dict[str, dict[str, list[float]]] = {k: {n: [] for n in names} for k in ("direct", *links)}
                 tput: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
                 rtt: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
                 for _round in range(rounds):
-                    m, rt = await measure(echo_port, False, mib, trips)
+                    m, rt = await measure(echo_port, False, mib, trips, {"echo": echo.pid, "client": os.getpid()})
+                    for name in ("echo", "client"):
+                        cpu["direct"][name].append(CPU[name])
                     tput["direct"].append(m)
                     rtt["direct"] += rt
                     for label, link in links.items():
-                        pids = {"hub": hub.pid, "agent": link["agent_pid"]}
+                        pids = {"hub": hub.pid, "agent": link["agent_pid"], "echo": echo.pid, "client": os.getpid()}
                         m, rt = await measure(link["port"], link["encrypt"], mib, trips, pids)
                         for name in pids:
                             cpu[label][name].append(CPU[name])
@@ -318,7 +322,15 @@ async def run(report: Report, quick: bool) -> None:
                         rtt[label] += rt
                 ref = statistics.median(tput["direct"])
                 ref_p50 = statistics.median(rtt["direct"])
-                report.add("devicelink", "direct connection throughput (reference)", ref, "MB/s")
+                report.add(
+                    "devicelink",
+                    "direct connection throughput (reference)",
+                    ref,
+                    "MB/s",
+                    notes=f"rounds: {', '.join(f'{x:.0f}' for x in tput['direct'])} MB/s; CPU s per GB: "
+                    f"client {statistics.median(cpu['direct']['client']):.2f}, "
+                    f"echo device {statistics.median(cpu['direct']['echo']):.2f}",
+                )
                 report.add(
                     "devicelink",
                     "direct connection p50 round trip (reference)",
@@ -338,7 +350,9 @@ async def run(report: Report, quick: bool) -> None:
                         notes=("informational (TLS sessions, or no stream port); " if informational else "")
                         + f"rounds: {', '.join(f'{x:.0f}' for x in tput[label])} MB/s; CPU s per GB: hub "
                         f"{statistics.median(cpu[label]['hub']):.2f}, "
-                        f"agent {statistics.median(cpu[label]['agent']):.2f}",
+                        f"agent {statistics.median(cpu[label]['agent']):.2f}, "
+                        f"client {statistics.median(cpu[label]['client']):.2f}, "
+                        f"echo device {statistics.median(cpu[label]['echo']):.2f}",
                     )
                     p50 = statistics.median(rtt[label])
                     added = p50 - ref_p50

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gatehub import splice
 from gatehub.agent.devicelink import _StreamChannel, _TcpChannel
 from gatehub.devicelink.streams import MAGIC, PREAMBLE_SIZE, StreamListener
 from gatehub.devicelink.tcp import WRITE_HIGH
@@ -25,6 +26,18 @@ GW_TOKEN = "tok-gw-1"
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'gatehub.db'}"
+
+
+# the agent relays a stream with splice(2) on Linux, with asyncio transports elsewhere: both tested
+RELAYS = [
+    pytest.param(True, id="splice", marks=pytest.mark.skipif(not splice.available(), reason="no splice(2) here")),
+    pytest.param(False, id="transports"),
+]
+
+
+def relaying(ch: object) -> bool:
+    """The channel relays over its stream (by the kernel or by transports)."""
+    return type(ch) is _StreamChannel and (ch.stream is not None or ch.spliced is not None)
 
 
 def local(device_id: str, device_name: str) -> str | None:
@@ -44,10 +57,11 @@ def tunnel_of(h: LinkNode, gw: str) -> Any:
     return t
 
 
-async def test_tcp_echo_over_a_stream_channel(tmp_path: Path, db_url: str) -> None:
+@pytest.mark.parametrize("use_splice", RELAYS)
+async def test_tcp_echo_over_a_stream_channel(tmp_path: Path, db_url: str, use_splice: bool) -> None:
     async with link_node(tmp_path, db_url) as h, tcp_echo(banner=b"ready\n") as (dev_port, rec):
         await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-1")
-        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1") as relay:
+        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1", use_splice=use_splice) as relay:
             assert relay.stream_port == listener(h).port  # told in the hub's HELLO
             link = await h.create("meter-1", {"protocol": "tcp", "devicePort": dev_port})
             frames_before = tunnel_of(h, "gw-1").frames_out
@@ -56,7 +70,7 @@ async def test_tcp_echo_over_a_stream_channel(tmp_path: Path, db_url: str) -> No
                 # the device speaks first: its banner waits for the stream, then comes through it
                 assert await read_exactly(reader, 6) == b"ready\n"
                 (ch,) = relay.channels.values()
-                assert type(ch) is _StreamChannel and ch.stream is not None
+                assert relaying(ch) and (ch.spliced is not None) == use_splice
                 payload = hashlib.sha256(str(round_).encode()).digest() * 80_000  # 2.5 MiB
                 writer.write(payload)
                 assert await read_exactly(reader, len(payload)) == payload
@@ -70,7 +84,8 @@ async def test_tcp_echo_over_a_stream_channel(tmp_path: Path, db_url: str) -> No
             assert rec.connections == 2
 
 
-async def test_half_close_and_close_pass_through_a_stream(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize("use_splice", RELAYS)
+async def test_half_close_and_close_pass_through_a_stream(tmp_path: Path, sqlite_url: str, use_splice: bool) -> None:
     """The client finishes sending (EOF); the device answers, then closes: the client reads the
     answer and then EOF."""
     got: list[bytes] = []
@@ -94,11 +109,12 @@ async def test_half_close_and_close_pass_through_a_stream(tmp_path: Path, sqlite
     try:
         async with link_node(tmp_path, sqlite_url) as h:
             await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-1")
-            async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1") as relay:
+            kw = {"stream_host": "127.0.0.1", "use_splice": use_splice}
+            async with agent_relay(h.mqtt_port, GW_TOKEN, local, **kw) as relay:
                 link = await h.create("meter-1", {"protocol": "tcp", "devicePort": dev_port})
                 reader, writer = await tcp_client(link["port"])
                 writer.write(b"hello")
-                await eventually(lambda: relay.channels and type(next(iter(relay.channels.values()))) is _StreamChannel)
+                await eventually(lambda: relay.channels and relaying(next(iter(relay.channels.values()))))
                 writer.write_eof()
                 answer = await asyncio.wait_for(reader.read(), 10)  # up to EOF
                 assert answer == b"you said hello" and got == [b"hello"]
@@ -108,7 +124,8 @@ async def test_half_close_and_close_pass_through_a_stream(tmp_path: Path, sqlite
         server.close()
 
 
-async def test_flow_control_over_a_stream_bounds_memory(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize("use_splice", RELAYS)
+async def test_flow_control_over_a_stream_bounds_memory(tmp_path: Path, sqlite_url: str, use_splice: bool) -> None:
     total = 32 * 1024 * 1024
     read = asyncio.Event()
     devices: list[_SlowDevice] = []
@@ -117,7 +134,7 @@ async def test_flow_control_over_a_stream_bounds_memory(tmp_path: Path, sqlite_u
     dev_port = server.sockets[0].getsockname()[1]
     async with link_node(tmp_path, sqlite_url) as h:
         await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-s")
-        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1") as relay:
+        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1", use_splice=use_splice) as relay:
             link = await h.create("meter-s", {"protocol": "tcp", "devicePort": dev_port})
             reader, writer = await tcp_client(link["port"])
             # the client reads nothing and writes what the device does not read
@@ -133,15 +150,20 @@ async def test_flow_control_over_a_stream_bounds_memory(tmp_path: Path, sqlite_u
             await asyncio.sleep(1.0)
             client = h.links.get(link["token"], None).client
             (ch,) = relay.channels.values()
-            assert type(ch) is _StreamChannel and ch.stream is not None and ch.stream.transport is not None
+            assert relaying(ch)
             hub_stream = client.device
             dev = devices[0]
             bound = WRITE_HIGH + 256 * 1024  # a transport's buffer limit plus one read
             # every buffer on the way is bounded; the ends are held back by TCP, not by our memory
             assert client.transport.get_write_buffer_size() <= bound  # hub -> client
             assert hub_stream.transport.get_write_buffer_size() <= bound  # hub -> agent
-            assert ch.stream.transport.get_write_buffer_size() <= bound  # agent -> hub
-            assert ch.transport.get_write_buffer_size() <= bound  # agent -> device
+            if use_splice:  # the agent holds nothing itself: at most a pipe per direction in the kernel
+                assert ch.spliced is not None and ch.spliced.buffered <= 2 * splice.PIPE_SIZE
+                assert ch.spliced.ab.writing or ch.spliced.ba.writing  # a destination is full: waiting
+            else:
+                assert ch.stream is not None and ch.stream.transport is not None
+                assert ch.stream.transport.get_write_buffer_size() <= bound  # agent -> hub
+                assert ch.transport.get_write_buffer_size() <= bound  # agent -> device
             assert dev.sent < total and sent < total
             # now both read: everything arrives, intact and in order
             read.set()
@@ -153,10 +175,13 @@ async def test_flow_control_over_a_stream_bounds_memory(tmp_path: Path, sqlite_u
     server.close()
 
 
-async def test_unreachable_stream_port_falls_back_to_the_tunnel(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize("use_splice", RELAYS)
+async def test_unreachable_stream_port_falls_back_to_the_tunnel(
+    tmp_path: Path, sqlite_url: str, use_splice: bool
+) -> None:
     async with link_node(tmp_path, sqlite_url) as h, tcp_echo(banner=b"hi\n") as (dev_port, _rec):
         await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-1")
-        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1") as relay:
+        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1", use_splice=use_splice) as relay:
             link = await h.create("meter-1", {"protocol": "tcp", "devicePort": dev_port})
             streams = listener(h)
             assert streams.server is not None
@@ -205,10 +230,11 @@ async def test_stream_port_refuses_strangers(tmp_path: Path, sqlite_url: str) ->
         assert streams.refused == 2 and streams.attached == 0
 
 
-async def test_streams_close_when_the_gateway_goes_away(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize("use_splice", RELAYS)
+async def test_streams_close_when_the_gateway_goes_away(tmp_path: Path, sqlite_url: str, use_splice: bool) -> None:
     async with link_node(tmp_path, sqlite_url) as h, tcp_echo() as (dev_port, _rec):
         await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-1")
-        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1"):
+        async with agent_relay(h.mqtt_port, GW_TOKEN, local, stream_host="127.0.0.1", use_splice=use_splice):
             link = await h.create("meter-1", {"protocol": "tcp", "devicePort": dev_port})
             reader, writer = await tcp_client(link["port"])
             writer.write(b"x")

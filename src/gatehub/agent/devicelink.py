@@ -29,6 +29,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gatehub import splice
 from gatehub.agent.extensions import AgentExtension, ExtensionContext
 from gatehub.protocols import devicelink as proto
 from gatehub.protocols.devicelink import CloseCode, Frame, FrameError, FrameType, ReceiveWindow, StreamSender
@@ -57,6 +58,7 @@ class DeviceLinkRelay:
         upstream_qos: int = 0,
         agent: str = "gatehub-agent",
         stream_host: str | None = None,
+        use_splice: bool = True,
     ) -> None:
         self.publish = publish
         self.resolve = resolve
@@ -68,6 +70,7 @@ class DeviceLinkRelay:
         self.agent = agent
         self.stream_host = stream_host  # where the hub's stream port is (None: streams not offered)
         self.stream_port: int | None = None  # told by the hub's HELLO
+        self.use_splice = use_splice  # stream channels relayed by the kernel where it can (Linux)
         self.channels: dict[int, _TcpChannel | _UdpChannel] = {}
         self.version: int | None = None  # agreed with the hub's HELLO
         self.ready = asyncio.Event()
@@ -367,10 +370,14 @@ class _StreamChannel(_TcpChannel):
         super().__init__(relay, cid, hub_window)
         self.token = token
         self.stream: _HubStream | None = None
+        self.spliced: splice.SpliceRelay | None = None  # Linux: the kernel relays, no copies here
         self.framed = False  # fell back to the tunnel
 
     async def _connect(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        if splice.available() and self.relay.use_splice:
+            await self._connect_spliced(loop, host, port)
+            return
         await loop.create_connection(lambda: self, host, port)
         assert self.transport is not None
         relay = self.relay
@@ -393,10 +400,49 @@ class _StreamChannel(_TcpChannel):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    async def _connect_spliced(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        relay = self.relay
+        device = await splice.connect(loop, host, port)  # the device's data waits in its socket
+        try:
+            assert relay.stream_host is not None and relay.stream_port is not None
+            stream = await asyncio.wait_for(splice.connect(loop, relay.stream_host, relay.stream_port), 10.0)
+        except (OSError, TimeoutError, AssertionError) as exc:
+            log.warning("channel %d: the hub's stream port is not reachable (%s): framed over MQTT", self.id, exc)
+            try:
+                await loop.create_connection(lambda: self, sock=device)
+            except BaseException:
+                device.close()
+                raise
+            self.framed = True
+            self._opened()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+            return
+        if self.closed:
+            device.close()
+            stream.close()
+            return
+        try:
+            await loop.sock_sendall(stream, b"GHS1 " + self.token.encode("ascii") + b"\n")
+        except OSError:
+            device.close()
+            stream.close()
+            raise
+        self.spliced = splice.SpliceRelay(loop, device, stream, on_closed=self._splice_closed)
+        self.spliced.start()
+
+    def _splice_closed(self) -> None:
+        self.spliced = None
+        if not self.closed:
+            self.closed = True
+            self.relay.forget(self.id)
+
     def _close_socket(self) -> None:
         super()._close_socket()
         if self.stream is not None:
             self.stream.close()
+        if self.spliced is not None:
+            self.spliced.close()
 
     # the device socket
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
