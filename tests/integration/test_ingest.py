@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gatehub.domain.model import NodeType
+from gatehub.domain.model import AttributeScope, NodeType
 from gatehub.domain.telemetry import row
 from gatehub.errors import StorageError
 from gatehub.store import Database, IngestWriter, Store, WriteBatch
@@ -148,3 +148,87 @@ async def test_a_failed_sequenced_batch_is_never_skipped(store: Store, db_url: s
         await w.close()
     pts = await store.data.telemetry("m1", ["q"], 0, 1000)
     assert [p["value"] for p in pts["q"]] == [1, 2, 3, 4, 0]
+
+
+async def test_pipelined_groups_answer_in_order(store: Store, db_url: str) -> None:
+    """Several groups in flight at once (PostgreSQL: two connections): callers are still answered,
+    and commit listeners called, in the order the batches came."""
+    seen: list[int] = []
+    w = IngestWriter(
+        db_url,
+        queue_size=1000,
+        batch_rows=20,
+        connections=2,
+        on_commit=lambda batches: seen.extend(b.telemetry[0][2] for b in batches),
+    )
+    await w.start()
+    try:
+        answered: list[int] = []
+        futs = []
+        for i in range(400):
+            f = w.submit_nowait(WriteBatch("acme", telemetry=[row("m1", "o", 10_000 + i, i)] * 1))
+            f.add_done_callback(lambda _f, i=i: answered.append(i))
+            futs.append(f)
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # let groups form while others are in flight
+        await asyncio.gather(*futs)
+        assert answered == list(range(400))
+        assert seen == [10_000 + i for i in range(400)]
+        assert w.connections == (2 if db_url.startswith("postgresql") else 1)
+    finally:
+        await w.close()
+
+
+async def test_concurrent_groups_upserting_the_same_rows_do_not_deadlock(store: Store, db_url: str) -> None:
+    """Groups on different connections upsert the same latest values and attributes, listed in
+    opposite orders: written in key order, they wait for each other and never deadlock (a deadlock
+    would fail a group and retry it batch by batch)."""
+    for n in range(40):
+        await store.devices.create("acme", f"d{n}", "meter", device_id=f"d{n}")
+    devs = [f"d{n}" for n in range(40)]
+    series = [f"x{n:04d}" for n in range(2000)]  # latest values of 6,000 series: long upserts that overlap
+    w = IngestWriter(db_url, queue_size=1000, batch_rows=1, connections=2)  # a batch per group
+    await w.start()
+    try:
+        futs = []
+        for i in range(16):
+            fwd = i % 2 == 1
+            order = series if fwd else series[::-1]
+            b = WriteBatch(
+                "acme",
+                telemetry=[row(d, k, 50_000 + i, i) for d in order for k in ("a", "b", "c")],
+                attributes=[(d, "client", "fw", f'"{i}"', 50_000 + i) for d in (devs if fwd else devs[::-1])],
+            )
+            futs.append(w.submit_nowait(b))
+        await asyncio.gather(*futs)
+        assert w.groups_retried == 0  # (one batch per group: a deadlock would fail its caller above)
+        for d in ("x0000", "x1999"):
+            assert (await store.data.latest(d))["c"] == {"ts": 50_015, "value": 15}
+        assert (await store.data.attributes("d0", AttributeScope.CLIENT, ["fw"]))["client"]["fw"] == "15"
+    finally:
+        await w.close()
+
+
+async def test_a_gateway_sequence_is_advanced_by_one_group_at_a_time(store: Store, db_url: str) -> None:
+    """With groups in flight on two connections, a gateway's sequenced batches still behave as on
+    one: a failed batch holds the later ones back however the groups were cut."""
+    from gatehub.store.ingest import SequenceHeld
+
+    def seq(n: int, *, bad: bool = False) -> WriteBatch:
+        attrs = [("ghost", "client", "k", "1", 1)] if bad else []
+        return WriteBatch("acme", telemetry=[row("m1", "s", 300 + n, n)], attributes=attrs, sequence=("gw2", "e", n))
+
+    w = IngestWriter(db_url, queue_size=100, batch_rows=1, connections=2)  # one batch per group
+    await w.start()
+    try:
+        futs = [w.submit_nowait(seq(n, bad=n == 3)) for n in range(1, 7)]
+        await asyncio.wait(futs, timeout=10)
+        assert [f.exception() is None for f in futs[:2]] == [True, True]
+        assert isinstance(futs[2].exception(), StorageError)
+        assert all(isinstance(f.exception(), SequenceHeld) for f in futs[3:])
+        for n in (3, 4, 5, 6):
+            assert not (await w.write(seq(n))).duplicate
+    finally:
+        await w.close()
+    pts = await store.data.telemetry("m1", ["s"], 0, 1000)
+    assert [p["value"] for p in pts["s"]] == [1, 2, 3, 4, 5, 6]

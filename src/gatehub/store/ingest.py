@@ -127,6 +127,7 @@ class IngestWriter:
         self.batches_committed = 0
         self.transactions = 0
         self.commit_seconds = 0.0
+        self.groups_retried = 0  # group transactions that failed and were retried batch by batch
 
     @property
     def queue_depth(self) -> int:
@@ -304,6 +305,7 @@ class IngestWriter:
             await driver.write([i.batch for i in items], skip, seqs)
         except Exception as exc:
             if len(items) > 1:
+                self.groups_retried += 1
                 log.warning("group commit of %d batches failed (%s); retrying one by one", len(items), exc)
                 for item in items:
                     await self._commit_items(driver, [item], outcomes, committed)

@@ -380,8 +380,10 @@ class ThingsBoardDialect(Dialect):
         if spans:
             refused = self.limits.admit(p.tenant_id, [(d, e - b) for _n, d, b, e in spans], time.monotonic())
             for i in reversed(refused):  # from the end: earlier spans keep their offsets
-                name, dev, start, end = spans[i]
+                _name, _dev, start, end = spans[i]
                 del out[start:end]
+            for i in refused:
+                name, dev, _start, _end = spans[i]
                 self._rate_limited(session, st, p, name, dev)
         return batch if out else None
 
