@@ -292,6 +292,18 @@ async def _one(report: Report, backend: str, url: str, tmp: Path, quick: bool) -
             hub.kill()
 
 
+async def _tune_pg(uri: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(uri.replace("postgres:@/", "postgres@/"))
+    try:
+        for name, value in (("max_wal_size", "8GB"), ("checkpoint_timeout", "30min")):
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
 async def run(report: Report, quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="gatehub-bench-tb-") as d:
         tmp = Path(d)
@@ -308,6 +320,8 @@ async def run(report: Report, quick: bool) -> None:
             print(f"[thingsboard] PostgreSQL unavailable: {exc!r}")
             return
         try:
+            if os.environ.get("BENCH_PG_TUNE"):
+                await _tune_pg(pg.get_uri())
             url = await _fresh_pg(pg.get_uri(), "tb_bench")
             await _one(report, "postgresql", url, tmp, quick)
         finally:

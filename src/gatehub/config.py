@@ -125,6 +125,13 @@ class Settings(BaseSettings):
         description="Port gateway agents open stream channels of via-gateway TCP links to "
         "(0 = any free port, told to agents in HELLO; -1 = off: all data framed over MQTT)",
     )
+    devicelink_stream_tls_port: int = Field(
+        0,
+        ge=-1,
+        le=65535,
+        description="The same over TLS, for agents on the MQTT TLS listener (needs mqtts_port; "
+        "0 = any free port; -1 = off: their links are framed over MQTT)",
+    )
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
     log_level: str = Field("info", description="debug, info, warning, error")

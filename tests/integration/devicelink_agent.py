@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,9 +19,15 @@ from gatehub.agent.devicelink import DeviceLinkRelay, Resolve
 
 @asynccontextmanager
 async def agent_relay(
-    mqtt_port: int, token: str, resolve: Resolve, *, client_id: str = "gw-agent", **kw: Any
+    mqtt_port: int,
+    token: str | None,
+    resolve: Resolve,
+    *,
+    client_id: str = "gw-agent",
+    tls: ssl.SSLContext | None = None,
+    **kw: Any,
 ) -> AsyncIterator[DeviceLinkRelay]:
-    async with aiomqtt.Client("127.0.0.1", mqtt_port, username=token, identifier=client_id) as client:
+    async with aiomqtt.Client("127.0.0.1", mqtt_port, username=token, identifier=client_id, tls_context=tls) as client:
         _nodelay(client)
 
         async def publish(topic: str, payload: bytes, qos: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,47 @@ async def test_streams_close_when_the_gateway_goes_away(tmp_path: Path, sqlite_u
         assert await asyncio.wait_for(reader.read(), 10) == b""
         await eventually(lambda: link["token"] not in h.links.links)
         writer.close()
+
+
+async def test_a_tls_session_gets_stream_channels_over_tls(tmp_path: Path, sqlite_url: str) -> None:
+    """A gateway on the mTLS listener is offered the TLS stream port: its links' data stays in TLS
+    (the plain port is never named to it), and a relay asking from a plain session gets the plain
+    one."""
+    async with link_node(tmp_path, sqlite_url, mqtts_port=0) as h, tcp_echo(banner=b"tls\n") as (dev_port, _rec):
+        await h.gateway_with_child("acme", "gw-1", GW_TOKEN, "meter-1")
+        body = {"subject": {"commonName": "gw 1"}}
+        r = await h.api.post("/api/v1/gateways/gw-1/certificates?tenantId=acme", json=body)
+        assert r.status_code == 201, r.text
+        issued = r.json()
+        for name, field in (("gw.crt", "gatewayCert"), ("gw.key", "gatewayKey"), ("ca.crt", "caCert")):
+            (tmp_path / name).write_text(issued[field])
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tmp_path / "ca.crt"))
+        ctx.load_cert_chain(str(tmp_path / "gw.crt"), str(tmp_path / "gw.key"))
+        assert h.links.tunnels is not None and h.links.tunnels.streams_tls is not None
+        tls_port = h.links.tunnels.streams_tls.port
+        mqtts = h.node.endpoints.extra["mqtt_tls"]
+        kw = {"stream_host": "127.0.0.1", "stream_tls": ctx}
+        async with agent_relay(mqtts, None, local, tls=ctx, **kw) as relay:
+            assert relay.stream_port == tls_port != listener(h).port
+            link = await h.create("meter-1", {"protocol": "tcp", "devicePort": dev_port})
+            reader, writer = await tcp_client(link["port"])
+            assert await read_exactly(reader, 4) == b"tls\n"
+            (ch,) = relay.channels.values()
+            assert relaying(ch) and ch.spliced is None  # TLS is relayed by transports, never spliced
+            assert ch.stream is not None and ch.stream.transport is not None
+            assert ch.stream.transport.get_extra_info("ssl_object") is not None
+            payload = b"\x42" * 1_000_000
+            writer.write(payload)
+            assert await read_exactly(reader, len(payload)) == payload
+            # TLS has no half close: the EOF goes through the tunnel, counted, and never overtakes
+            # the data before it (the echo device closes on EOF, after echoing everything)
+            tail = hashlib.sha256(b"tail").digest() * 20_000
+            writer.write(tail)
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 10) == tail  # all of it, then EOF
+            writer.close()
+            await eventually(lambda: not relay.channels)
+            assert h.links.tunnels.streams_tls.attached == 1 and listener(h).attached == 0
+        # a plain relay that expects TLS streams ignores a plain offer, and vice versa: framed
+        async with agent_relay(h.mqtt_port, GW_TOKEN, local, **kw) as relay:
+            assert relay.stream_port is None

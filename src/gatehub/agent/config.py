@@ -97,7 +97,7 @@ class DeviceLinkConfig(_Strict):
     streams: bool = Field(
         True,
         description="carry TCP links' data on connections of their own to the hub's stream port "
-        "(plain MQTT only; off, or when that port is not reachable: framed over MQTT)",
+        "(TLS when the MQTT connection is; off, or when that port is not reachable: framed over MQTT)",
     )
 
 

@@ -26,6 +26,7 @@ import contextlib
 import inspect
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,7 @@ class DeviceLinkRelay:
         upstream_qos: int = 0,
         agent: str = "gatehub-agent",
         stream_host: str | None = None,
+        stream_tls: ssl.SSLContext | None = None,
         use_splice: bool = True,
     ) -> None:
         self.publish = publish
@@ -69,6 +71,7 @@ class DeviceLinkRelay:
         self.upstream_qos = upstream_qos
         self.agent = agent
         self.stream_host = stream_host  # where the hub's stream port is (None: streams not offered)
+        self.stream_tls = stream_tls  # the agent's MQTT connection is TLS: so are its streams
         self.stream_port: int | None = None  # told by the hub's HELLO
         self.use_splice = use_splice  # stream channels relayed by the kernel where it can (Linux)
         self.channels: dict[int, _TcpChannel | _UdpChannel] = {}
@@ -145,7 +148,10 @@ class DeviceLinkRelay:
             if version in proto.VERSIONS:
                 self.version = version
                 port = body.get("streamPort")
-                self.stream_port = port if self.stream_host and type(port) is int and 0 < port < 65536 else None
+                # the hub offers the kind of stream port that matches our connection; another is ignored
+                matches = body.get("streamTls", False) is (self.stream_tls is not None)
+                ok = self.stream_host and matches and type(port) is int and 0 < port < 65536
+                self.stream_port = port if ok else None
                 self.ready.set()
                 log.info("device-link tunnel v%d ready", version)
             else:
@@ -375,7 +381,7 @@ class _StreamChannel(_TcpChannel):
 
     async def _connect(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        if splice.available() and self.relay.use_splice:
+        if splice.available() and self.relay.use_splice and self.relay.stream_tls is None:
             await self._connect_spliced(loop, host, port)
             return
         await loop.create_connection(lambda: self, host, port)
@@ -384,7 +390,13 @@ class _StreamChannel(_TcpChannel):
         try:
             assert relay.stream_host is not None and relay.stream_port is not None
             _t, stream = await asyncio.wait_for(
-                loop.create_connection(lambda: _HubStream(self), relay.stream_host, relay.stream_port),
+                loop.create_connection(
+                    lambda: _HubStream(self),
+                    relay.stream_host,
+                    relay.stream_port,
+                    ssl=relay.stream_tls,
+                    server_hostname=relay.stream_host if relay.stream_tls is not None else None,
+                ),
                 relay.connect_timeout,
             )
         except (OSError, TimeoutError, AssertionError) as exc:
@@ -396,7 +408,7 @@ class _StreamChannel(_TcpChannel):
                 stream.close()
                 return
             self.stream = stream
-            stream.send(b"GHS1 " + self.token.encode("ascii") + b"\n")
+            stream.send(b"GHS1 " + self.token.encode("ascii") + b"\n", preamble=True)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -459,9 +471,24 @@ class _StreamChannel(_TcpChannel):
     def eof_received(self) -> bool:
         if self.stream is not None:
             self.eof_from_device = True
-            self.stream.write_eof()
+            if not self.stream.write_eof():  # TLS has no half close: EOF through the tunnel, counted
+                self.relay.emit(proto.stream_eof_frame(self.id, self.stream.sent))
             return not self.eof_from_hub
         return super().eof_received()
+
+    def on_frame(self, frame: Frame) -> None:
+        if self.stream is None:
+            super().on_frame(frame)
+            return
+        if frame.type is FrameType.EOF:
+            offset = proto.stream_eof_offset(frame)
+            if offset is not None:
+                self.stream.eof_at = offset
+                self.stream.check_eof()
+        elif frame.type is FrameType.CLOSE:
+            self.closed = True
+            self.relay.forget(self.id)
+            self._close_socket()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.stream is not None or not self.framed:
@@ -522,15 +549,27 @@ class _HubStream(asyncio.Protocol):
     def __init__(self, channel: _StreamChannel) -> None:
         self.channel = channel
         self.transport: asyncio.Transport | None = None
+        self.sent = 0  # bytes to the hub (the preamble not counted)
+        self.received = 0
+        self.eof_at: int | None = None  # TLS: the hub's EOF, due once this much has come
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         nodelay_socket(transport)
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         self.channel.from_hub(data)
+        self.check_eof()
+
+    def check_eof(self) -> None:
+        if self.eof_at is not None and self.received >= self.eof_at:
+            self.eof_at = None
+            self.channel.hub_eof()
 
     def eof_received(self) -> bool:
+        if self.transport is not None and self.transport.get_extra_info("ssl_object") is not None:
+            return False  # TLS ends whole (close_notify): the connection closes
         return self.channel.hub_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -543,17 +582,23 @@ class _HubStream(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.channel.hub_full(False)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, preamble: bool = False) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            if not preamble:
+                self.sent += len(data)
             self.transport.write(data)
 
-    def write_eof(self) -> None:
+    def write_eof(self) -> bool:
+        """Pass the device's EOF on; False when this connection cannot (TLS)."""
         t = self.transport
         if t is not None and not t.is_closing():
             if self.channel.eof_from_hub:
                 t.close()
             elif t.can_write_eof():
                 t.write_eof()
+            else:
+                return False
+        return True
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -648,12 +693,12 @@ class DeviceLinkExtension(AgentExtension):
 
     async def start(self, ctx: ExtensionContext) -> None:
         await super().start(ctx)
-        # stream channels only beside a plain connection: TLS-protected data stays in TLS
-        stream_host = None if ctx.hub_tls or not self._streams else ctx.hub_host
+        # streams are protected as the MQTT connection is: TLS (with its certificate) beside TLS
         self.relay = DeviceLinkRelay(
             ctx.publish,
             self._resolve,
-            stream_host=stream_host,
+            stream_host=ctx.hub_host if self._streams else None,
+            stream_tls=ctx.hub_tls_context() if self._streams else None,
             **self._options,  # type: ignore[arg-type]
         )
 

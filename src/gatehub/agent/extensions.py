@@ -24,6 +24,7 @@ claims are not handled by the agent itself. Extension names must be unique.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +72,11 @@ class ExtensionContext:
         """The host the agent reaches the hub at."""
         return self._agent.cfg.hub.host
 
-    @property
-    def hub_tls(self) -> bool:
-        """Whether the connection to the hub is TLS."""
-        hub = self._agent.cfg.hub
-        return bool(hub.tls or hub.cert)
+    def hub_tls_context(self) -> ssl.SSLContext | None:
+        """A TLS context like the one of the MQTT connection (None when that is plain)."""
+        from gatehub.agent.link import tls_context
+
+        return tls_context(self._agent.cfg.hub)
 
     def subdevice(self, name: str) -> SubDeviceView | None:
         return self._agent.view(name)

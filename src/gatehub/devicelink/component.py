@@ -22,7 +22,11 @@ async def build(node: Node) -> Component | None:
     tunnels: TunnelDialect | None = None
     if hub is not None:
         streams = StreamListener(s.bind_host, s.devicelink_stream_port) if s.devicelink_stream_port >= 0 else None
-        tunnels = TunnelDialect(s.devicelink_tunnel_window, streams)
+        streams_tls = None
+        if s.devicelink_stream_tls_port >= 0 and s.mqtts_port >= 0 and node.pki is not None:
+            ctx = node.pki.server_context(require_client_cert=False)
+            streams_tls = StreamListener(s.bind_host, s.devicelink_stream_tls_port, ctx)
+        tunnels = TunnelDialect(s.devicelink_tunnel_window, streams, streams_tls)
         hub.router.add(tunnels, first=True)  # before the ThingsBoard dialect, which owns other v1/ topics
     svc = DeviceLinks(s, node.store, node.writer, node.bus, hub, tunnels)
     from gatehub.transports.http.api import devicelink as api

@@ -77,8 +77,8 @@ class DeviceLinks:
             self._watchers.append(asyncio.get_running_loop().create_task(self._watch(pattern)))
         if self.tunnels is not None:
             self.tunnels.on_gateway_gone = self._gateway_gone
-            if self.tunnels.streams is not None:
-                await self.tunnels.streams.start()
+            for listener in self.tunnels.listeners():
+                await listener.start()
 
     async def stop(self) -> None:
         for link in list(self.links.values()):
@@ -89,8 +89,8 @@ class DeviceLinks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._watchers.clear()
-        if self.tunnels is not None and self.tunnels.streams is not None:
-            await self.tunnels.streams.close()
+        for listener in self.tunnels.listeners() if self.tunnels is not None else []:
+            await listener.close()
         if self._log_tasks:
             await asyncio.wait(list(self._log_tasks), timeout=5)
 

@@ -10,8 +10,9 @@ link's client like a direct device connection. Backpressure is TCP's own: a full
 stops the other side being read. Control (OPEN, CLOSE before the stream exists) stays in the
 tunnel; an agent that cannot reach this port answers OPENED and the channel is framed as before.
 
-Only sessions on the plain MQTT listener are offered streams: the stream carries the link's data
-as the MQTT connection would, and a TLS session's data must not leave TLS.
+A session on the plain MQTT listener is offered the plain stream port; a session on the TLS
+listener the TLS one (the hub's server certificate, a client certificate optional: the token
+authenticates), so a link's data is protected exactly as its gateway's MQTT connection is.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 from typing import TYPE_CHECKING
 
 from gatehub.devicelink.tcp import DirectDevice, nodelay
+from gatehub.protocols import devicelink as proto
 
 if TYPE_CHECKING:
     from gatehub.devicelink.tcp import ClientConn
@@ -38,9 +41,10 @@ PREAMBLE_TIMEOUT = 10.0
 class StreamListener:
     """The port agents open stream channels to, and the tokens of channels waiting for one."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.requested_port = port
+        self.ssl = ssl_context
         self.port = 0
         self.pending: dict[str, HubChannel] = {}
         self.server: asyncio.Server | None = None
@@ -50,10 +54,16 @@ class StreamListener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: StreamConn(self), self.host or None, self.requested_port, reuse_address=True, backlog=64
+            lambda: StreamConn(self),
+            self.host or None,
+            self.requested_port,
+            reuse_address=True,
+            backlog=64,
+            ssl=self.ssl,
+            ssl_handshake_timeout=PREAMBLE_TIMEOUT if self.ssl is not None else None,
         )
         self.port = self.server.sockets[0].getsockname()[1]
-        log.info("device-link stream channels on port %d", self.port)
+        log.info("device-link stream channels on port %d%s", self.port, " (TLS)" if self.ssl else "")
 
     async def close(self) -> None:
         if self.server is not None:
@@ -74,7 +84,7 @@ class StreamConn(DirectDevice):
     """An agent's stream connection: the preamble first, then the device end of one client
     connection (as ``DirectDevice`` is in direct mode)."""
 
-    __slots__ = ("_buf", "_timer", "channel", "listener")
+    __slots__ = ("_buf", "_timer", "channel", "eof_at", "listener", "received", "sent")
 
     def __init__(self, listener: StreamListener) -> None:
         super().__init__(None)  # type: ignore[arg-type]  # the client is known after the preamble
@@ -82,6 +92,9 @@ class StreamConn(DirectDevice):
         self.channel: HubChannel | None = None
         self._buf = b""
         self._timer: asyncio.TimerHandle | None = None
+        self.received = 0  # bytes from the agent (after the preamble)
+        self.sent = 0  # bytes to the agent
+        self.eof_at: int | None = None  # TLS: the agent's EOF, due once this much has come
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -97,7 +110,11 @@ class StreamConn(DirectDevice):
 
     def data_received(self, data: bytes) -> None:
         if self.client is not None:
+            self.received += len(data)
             self.client.on_device_data(data)
+            if self.eof_at is not None and self.received >= self.eof_at:
+                self.eof_at = None
+                self.client.on_device_eof()
             return
         self._buf += data
         if len(self._buf) < PREAMBLE_SIZE:
@@ -120,12 +137,26 @@ class StreamConn(DirectDevice):
         client: ClientConn = channel.stream_attached(self)
         self.client = client
         if rest:
+            self.received += len(rest)
             client.on_device_data(rest)
 
     def eof_received(self) -> bool:
-        if self.client is None:
-            return False
+        if self.client is None or self.listener.ssl is not None:
+            return False  # TLS ends whole (close_notify): the connection closes
         return super().eof_received()
+
+    def write(self, data: bytes) -> None:
+        self.sent += len(data)
+        super().write(data)
+
+    def device_eof(self, offset: int) -> None:
+        """The agent's EOF frame of a TLS stream: passed on once ``offset`` bytes came."""
+        if self.client is None:
+            return
+        if self.received >= offset:
+            self.client.on_device_eof()
+        else:
+            self.eof_at = offset
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -152,3 +183,5 @@ class StreamConn(DirectDevice):
                 t.close()
             elif t.can_write_eof():
                 t.write_eof()
+            elif self.channel is not None:  # TLS has no half close: EOF through the tunnel, counted
+                self.channel.tunnel.send(proto.stream_eof_frame(self.channel.id, self.sent))

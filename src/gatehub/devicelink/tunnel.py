@@ -167,7 +167,11 @@ class HubChannel:
             self.sender = StreamSender(self.id, window, self.tunnel.send)
             self.user.device_ready(self)
         elif t is FrameType.EOF:
-            if self.protocol == "tcp":
+            if self.stream is not None:
+                offset = proto.stream_eof_offset(frame)
+                if offset is not None:
+                    self.stream.device_eof(offset)
+            elif self.protocol == "tcp":
                 self.user.on_device_eof()
         elif t is FrameType.CLOSE:
             code, reason = frame.close_reason()
@@ -323,11 +327,17 @@ class TunnelDialect(Dialect):
     name = "devicelink"
     prefixes = (proto.PREFIX,)
 
-    def __init__(self, window: int, streams: StreamListener | None = None) -> None:
+    def __init__(
+        self, window: int, streams: StreamListener | None = None, streams_tls: StreamListener | None = None
+    ) -> None:
         self.window = window
-        self.streams = streams
+        self.streams = streams  # for sessions on the plain listener
+        self.streams_tls = streams_tls  # for sessions on the TLS listener
         self.tunnels: dict[str, GatewayTunnel] = {}  # gateway id -> its current tunnel
         self.on_gateway_gone: Callable[[str, str], None] | None = None  # (tenant id, gateway id)
+
+    def listeners(self) -> list[StreamListener]:
+        return [ls for ls in (self.streams, self.streams_tls) if ls is not None]
 
     def tunnel_for(self, gateway_id: str) -> GatewayTunnel | None:
         t = self.tunnels.get(gateway_id)
@@ -379,14 +389,15 @@ class TunnelDialect(Dialect):
             wants_streams = frame.json().get("streams") is True
         except FrameError:
             wants_streams = False
-        plain = session.transport is not None and session.transport.get_extra_info("ssl_object") is None
-        streams = self.streams if wants_streams and plain and self.streams is not None else None
+        tls = session.transport is not None and session.transport.get_extra_info("ssl_object") is not None
+        streams = (self.streams_tls if tls else self.streams) if wants_streams else None
         tunnel = GatewayTunnel(session, gw, session.principal.tenant_id, max(common), self.window, streams)
         session.state()[STATE_KEY] = tunnel
         self.tunnels[gw] = tunnel
         hello: dict[str, Any] = {"version": tunnel.version, "maxData": proto.MAX_DATA}
         if streams is not None:
             hello["streamPort"] = streams.port
+            hello["streamTls"] = streams.ssl is not None
         session.send(proto.TOPIC_DOWN, proto.json_frame(FrameType.HELLO, 0, hello), 1)
         log.info("gateway %s: device-link tunnel v%d ready%s", gw, tunnel.version, " (streams)" if streams else "")
 

@@ -37,6 +37,7 @@ TOPIC_UP = "v1/devicelink/up"  # agent -> hub
 HEADER = struct.Struct(">BBI")
 HEADER_SIZE = HEADER.size
 _U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 FRAME_COST = 64  # what one DATA frame costs beyond its bytes: bounds the number of frames in flight
 MAX_DATA = 256 * 1024  # largest DATA body (a UDP datagram always fits); larger TCP reads are split
 DEFAULT_WINDOW = 1024 * 1024
@@ -127,6 +128,19 @@ def window_frame(channel: int, credit: int) -> bytes:
 
 def close_frame(channel: int, code: int = CloseCode.NORMAL, reason: str = "") -> bytes:
     return encode(FrameType.CLOSE, channel, bytes((code,)) + reason.encode()[:200])
+
+
+def stream_eof_frame(channel: int, offset: int) -> bytes:
+    """EOF of a stream channel whose connection cannot carry a half close (TLS): the sender is
+    done after ``offset`` bytes on the stream; the receiver passes EOF on once it has them all."""
+    return encode(FrameType.EOF, channel, _U64.pack(offset))
+
+
+def stream_eof_offset(frame: Frame) -> int | None:
+    """The offset of a stream channel's EOF frame (None: a framed channel's EOF, no body)."""
+    if len(frame.body) != _U64.size:
+        return None
+    return int(_U64.unpack(frame.body)[0])
 
 
 def cost(n: int) -> int:
