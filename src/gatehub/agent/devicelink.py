@@ -417,7 +417,9 @@ class _StreamChannel(_TcpChannel):
         device = await splice.connect(loop, host, port)  # the device's data waits in its socket
         try:
             assert relay.stream_host is not None and relay.stream_port is not None
-            stream = await asyncio.wait_for(splice.connect(loop, relay.stream_host, relay.stream_port), 10.0)
+            stream = await asyncio.wait_for(
+                splice.connect(loop, relay.stream_host, relay.stream_port), relay.connect_timeout
+            )
         except (OSError, TimeoutError, AssertionError) as exc:
             log.warning("channel %d: the hub's stream port is not reachable (%s): framed over MQTT", self.id, exc)
             try:
