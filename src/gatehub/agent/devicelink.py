@@ -420,6 +420,9 @@ class _StreamChannel(_TcpChannel):
             stream = await asyncio.wait_for(
                 splice.connect(loop, relay.stream_host, relay.stream_port), relay.connect_timeout
             )
+        except asyncio.CancelledError:  # the connect timeout as a whole, or the agent stopping
+            device.close()
+            raise
         except (OSError, TimeoutError, AssertionError) as exc:
             log.warning("channel %d: the hub's stream port is not reachable (%s): framed over MQTT", self.id, exc)
             try:
@@ -493,11 +496,13 @@ class _StreamChannel(_TcpChannel):
             self._close_socket()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.stream is not None or not self.framed:
+        if self.stream is not None:
             self.closed = True
             self.relay.forget(self.id)
-            if self.stream is not None:
-                self.stream.close()
+            self.stream.close()  # the hub sees the stream end
+            return
+        if not self.framed:  # gone before the stream was up: the hub hears it in the tunnel
+            self.fail(CloseCode.NORMAL, "device closed the connection")
             return
         super().connection_lost(exc)
 

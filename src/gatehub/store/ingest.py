@@ -117,7 +117,7 @@ class IngestWriter:
         self._free: asyncio.Queue[_Driver] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._groups: set[asyncio.Task[None]] = set()
-        self._last_group: asyncio.Future[None] | None = None  # resolved once that group's callers are
+        self._last_group: asyncio.Future[None] | None = None  # done once its callers are answered
         self._writing: dict[str, asyncio.Event] = {}  # gateway -> set when its in-flight group is written
         self._seqs: dict[str, tuple[str, int]] = {}
         self._held: dict[str, tuple[str, int]] = {}  # gateway -> (epoch, seq) of a batch not stored
