@@ -293,12 +293,7 @@ class _TcpChannel(_ChannelBase, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._opened()
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with contextlib.suppress(AttributeError, ValueError):  # a DATA frame (256 KiB) fits without pausing
-            transport.set_write_buffer_limits(1024 * 1024, 256 * 1024)  # type: ignore[attr-defined]
+        nodelay_socket(transport)  # and a DATA frame (256 KiB) fits without pausing
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -331,6 +326,18 @@ class _TcpChannel(_ChannelBase, asyncio.Protocol):
         if credit and not self.closed:
             self.relay.emit(proto.window_frame(self.id, credit))
 
+    def hub_eof(self) -> bool:
+        """The hub's side finished sending: half close towards the device (or close, when the
+        device finished too). True while the device may still send."""
+        self.eof_from_hub = True
+        tr = self.transport
+        if tr is not None and not tr.is_closing():
+            if self.eof_from_device:
+                tr.close()
+            elif tr.can_write_eof():
+                tr.write_eof()
+        return not self.eof_from_device
+
     # frames from the hub
     def on_frame(self, frame: Frame) -> None:
         t = frame.type
@@ -353,13 +360,7 @@ class _TcpChannel(_ChannelBase, asyncio.Protocol):
                     self.reading_paused = False
                     self.transport.resume_reading()
         elif t is FrameType.EOF:
-            self.eof_from_hub = True
-            tr = self.transport
-            if tr is not None and not tr.is_closing():
-                if self.eof_from_device:
-                    tr.close()
-                elif tr.can_write_eof():
-                    tr.write_eof()
+            self.hub_eof()
         elif t is FrameType.CLOSE:
             self.closed = True
             self.relay.forget(self.id)
@@ -522,16 +523,6 @@ class _StreamChannel(_TcpChannel):
     def from_hub(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
-
-    def hub_eof(self) -> bool:
-        self.eof_from_hub = True
-        tr = self.transport
-        if tr is not None and not tr.is_closing():
-            if self.eof_from_device:
-                tr.close()
-            elif tr.can_write_eof():
-                tr.write_eof()
-        return not self.eof_from_device
 
     def hub_gone(self) -> None:
         self.stream = None
