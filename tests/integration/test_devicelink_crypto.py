@@ -58,7 +58,8 @@ async def _tcp_roundtrips(port: int, number: int, rec: object, banner: bytes) ->
         writer.write(up(msg))
         back = await read_exactly(reader, size)
         assert bytes(rec.received[before:]) == msg  # type: ignore[attr-defined]  # plaintext at the device
-        assert back != msg and down(back) == msg
+        assert down(back) == msg
+        assert size < 16 or back != msg  # encrypted (a byte or two may equal its plaintext by chance)
     writer.close()
 
 
