@@ -7,6 +7,11 @@ sub-devices x 3 values (150 data points) on ``v1/gateway/telemetry`` with its ow
 Throughput counts only what was acknowledged, and the rows in the database are checked against
 it after the run. p99 PUBACK latency is reported under that full load and under a paced load of
 15,000 data points/s (ThingsBoard's own published figure for 2 vCPU, used as the reference).
+
+Knobs for investigation: ``BENCH_TB_GATEWAYS`` (generator processes, default 2; 8 saturates the
+2-core machine), ``BENCH_TB_WINDOW`` (PUBLISHes in flight per gateway, default 32),
+``BENCH_PG_TUNE=1`` (max_wal_size 8GB and checkpoint_timeout 30min on the embedded PostgreSQL),
+``BENCH_PROFILE=FILE`` (a cProfile of the hub).
 """
 
 from __future__ import annotations
