@@ -104,13 +104,14 @@ async def test_will_delay_and_cancel_by_reconnect(tmp_path: Path, db_url: str) -
                 (m,) = await watcher.expect(1, timeout=3)
                 assert m.payload == b"late"
                 assert time.monotonic() - t0 >= 0.9
-            # coming back within the delay cancels the will
+            # coming back within the delay cancels the will (a delay of 3 s: the reconnect must
+            # happen within it even when the machine stalls for a moment)
             with Paho("back") as back:
-                await back.connect(h.port, session_expiry=60, will=("wills/back", b"never", 1, False), will_delay=1)
+                await back.connect(h.port, session_expiry=60, will=("wills/back", b"never", 1, False), will_delay=3)
                 back.abort()
             with Paho("back") as back2:
                 assert (await back2.connect(h.port, clean_start=False, session_expiry=60))[0] == 0
-                await watcher.nothing(1.5)
+                await watcher.nothing(3.5)
                 await back2.disconnect()
             await watcher.disconnect()
 
