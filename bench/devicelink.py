@@ -6,7 +6,8 @@ Processes, all on 127.0.0.1: the echo device (uvloop, ``asyncio.Protocol``), the
 via-gateway figures two agent processes: the real gateway agent (``gatehub.agent``: aiomqtt, its
 device-link relay, a simulated sub-device whose local address is the echo device), one with
 stream channels (the default on a plain MQTT connection) and one with every link framed over MQTT
-(``[devicelink] streams = false``: what a TLS session gets; informational, no target). The
+(``[devicelink] streams = false``: what an agent without a reachable stream port gets;
+informational, no target). The
 load generator is this process (one TCP connection, ``asyncio.Protocol``), identical for the
 direct reference and for every link.
 
@@ -85,7 +86,7 @@ async def _echo_main(portfile: str) -> None:
 async def _agent_main(mqtt_port: int, token: str, echo_port: int, state: str, sub: str, streams: bool) -> None:
     """The real gateway agent (``gatehub.agent``, as ``gatehub agent run`` starts it) with one
     simulated sub-device, ``sub``, whose address on the local network is the echo device; with
-    stream channels (the default) or with every link framed over MQTT (what TLS sessions get)."""
+    stream channels (the default) or with every link framed over MQTT (the fallback)."""
     from gatehub.agent import Agent, agent_config
     from gatehub.agent.devicelink import DeviceLinkExtension
 
@@ -347,7 +348,7 @@ async def _run(report: Report, quick: bool) -> None:
                     notes=f"p99 {_p99(rtt['direct']) * 1000:.0f} µs",
                 )
                 for label in links:
-                    informational = "framed" in label  # the path of TLS sessions: no target of its own
+                    informational = "framed" in label  # the fallback path: no target of its own
                     report.add(
                         "devicelink",
                         f"link throughput, {label}",
@@ -355,7 +356,7 @@ async def _run(report: Report, quick: bool) -> None:
                         "MB/s",
                         reference=ref,
                         target_ratio=None if informational else 0.5,
-                        notes=("informational (TLS sessions, or no stream port); " if informational else "")
+                        notes=("informational (the fallback without a stream port); " if informational else "")
                         + f"rounds: {', '.join(f'{x:.0f}' for x in tput[label])} MB/s; CPU s per GB: hub "
                         f"{statistics.median(cpu[label]['hub']):.2f}, "
                         f"agent {statistics.median(cpu[label]['agent']):.2f}, "
