@@ -164,6 +164,21 @@ async def tcp_client(
     return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, local_addr=source), TIMEOUT)
 
 
+async def write_until_held_back(writer: asyncio.StreamWriter, limit: int = 32 * 1024 * 1024) -> int:
+    """Write 64 KiB blocks until the link stops taking them (a drain does not finish within
+    50 ms) or ``limit`` bytes went out; the bytes written."""
+    sent = 0
+    block = b"\xa5" * 65536
+    while sent < limit:
+        writer.write(block)
+        sent += len(block)
+        try:
+            await asyncio.wait_for(writer.drain(), 0.05)
+        except TimeoutError:
+            break
+    return sent
+
+
 async def read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
     return await asyncio.wait_for(reader.readexactly(n), TIMEOUT)
 

@@ -22,6 +22,7 @@ from tests.integration.devicelink_helpers import (
     tcp_echo,
     udp_client,
     udp_echo,
+    write_until_held_back,
 )
 
 GW_TOKEN = "tok-gw-1"
@@ -167,15 +168,7 @@ async def test_flow_control_bounds_memory_both_ways(tmp_path: Path, sqlite_url: 
             link = await h.create("meter-s", {"protocol": "tcp", "devicePort": dev_port})
             reader, writer = await tcp_client(link["port"])
             # the client reads nothing and writes 16 MiB the device does not read
-            sent = 0
-            block = b"\xa5" * 65536
-            for _ in range(512):
-                writer.write(block)
-                sent += len(block)
-                try:
-                    await asyncio.wait_for(writer.drain(), 0.05)
-                except TimeoutError:
-                    break
+            sent = await write_until_held_back(writer)
             await asyncio.sleep(1.0)
             lk = h.links.get(link["token"], None)
             client = lk.client

@@ -18,7 +18,15 @@ from gatehub.agent.devicelink import _StreamChannel, _TcpChannel
 from gatehub.devicelink.streams import MAGIC, PREAMBLE_SIZE, StreamListener
 from gatehub.devicelink.tcp import WRITE_HIGH
 from tests.integration.devicelink_agent import agent_relay
-from tests.integration.devicelink_helpers import LinkNode, eventually, link_node, read_exactly, tcp_client, tcp_echo
+from tests.integration.devicelink_helpers import (
+    LinkNode,
+    eventually,
+    link_node,
+    read_exactly,
+    tcp_client,
+    tcp_echo,
+    write_until_held_back,
+)
 from tests.integration.test_devicelink_gateway import _SlowDevice
 
 GW_TOKEN = "tok-gw-1"
@@ -139,15 +147,7 @@ async def test_flow_control_over_a_stream_bounds_memory(tmp_path: Path, sqlite_u
             link = await h.create("meter-s", {"protocol": "tcp", "devicePort": dev_port})
             reader, writer = await tcp_client(link["port"])
             # the client reads nothing and writes what the device does not read
-            sent = 0
-            block = b"\xa5" * 65536
-            for _ in range(512):
-                writer.write(block)
-                sent += len(block)
-                try:
-                    await asyncio.wait_for(writer.drain(), 0.05)
-                except TimeoutError:
-                    break
+            sent = await write_until_held_back(writer)
             await asyncio.sleep(1.0)
             client = h.links.get(link["token"], None).client
             (ch,) = relay.channels.values()
