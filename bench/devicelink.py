@@ -22,7 +22,8 @@ hub does the other half: that cost is part of the figure.
 run the helpers.
 Knobs for investigation: ``BENCH_WINDOW`` (the hub's credit window), ``BENCH_HUB_STOCK=1`` /
 ``BENCH_AGENT_STOCK=1`` (stock asyncio instead of uvloop), ``BENCH_PROFILE_HUB=FILE`` /
-``BENCH_PROFILE_AGENT=FILE`` (cProfile output).
+``BENCH_PROFILE_AGENT=FILE`` (cProfile output), ``BENCH_LINKS`` (the labels of the links to
+measure, comma-separated, e.g. ``direct encrypted,via gateway plain``; default all).
 The notes of each throughput figure give the CPU seconds per GB relayed of the hub and the agent.
 """
 
@@ -51,6 +52,7 @@ GW2_TOKEN = "bench-gw2-token"
 KEY = bytes(range(32))
 IV = bytes(range(16, 32))
 PHASE_TIMEOUT = 120.0
+ONLY = [x.strip() for x in os.environ.get("BENCH_LINKS", "").split(",") if x.strip()]  # labels to run
 INFLIGHT = int(os.environ.get("BENCH_INFLIGHT", str(4 * 1024 * 1024)))  # bytes the client keeps in flight
 
 
@@ -309,6 +311,8 @@ async def _run(report: Report, quick: bool) -> None:
                         r = await api.post(f"/devicelink/{ident}", json=body)
                         r.raise_for_status()
                         label = f"{mode} {'encrypted' if encrypt else 'plain'}"
+                        if ONLY and label not in ONLY:
+                            continue
                         links[label] = {**r.json(), "encrypt": encrypt, "agent_pid": agent_pid}
                 # rounds that alternate the reference and every link, so that the load of a shared
                 # machine falls on all of them alike; each figure is the median of its rounds

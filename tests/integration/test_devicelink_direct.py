@@ -217,3 +217,28 @@ async def test_links_close_when_device_goes_away_and_at_shutdown(tmp_path: Path,
     async with link_node(tmp_path, sqlite_url) as h2:
         closed = await h2.events("acme", "devicelink.closed")
         assert any(e["body"]["id"] == last["id"] and e["body"]["reason"] == "node shutting down" for e in closed)
+
+
+async def test_tcp_timeout_counts_relayed_traffic(tmp_path: Path, sqlite_url: str) -> None:
+    """A TCP link with ``timeout`` stays open while bytes flow and closes once they stop; a
+    half close passes through."""
+    async with link_node(tmp_path, sqlite_url) as h, tcp_echo() as (dev_port, _rec):
+        await h.direct_device("acme", "plc-t")
+        r = await h.api.post("/api/v1/devices/plc-t/attributes/server", json={"deviceLinkAddress": "127.0.0.1"})
+        assert r.status_code == 200, r.text
+        link = await h.create("plc-t", {"protocol": "tcp", "devicePort": dev_port, "timeout": 400})
+        reader, writer = await tcp_client(link["port"])
+        for i in range(12):  # 1.2 s of traffic, three times the timeout
+            writer.write(b"tick%02d" % i)
+            assert await read_exactly(reader, 6) == b"tick%02d" % i
+            await asyncio.sleep(0.1)
+        lk = h.links.get(link["token"], None)
+        assert lk is not None and not lk.closed
+        assert lk.bytes_in == lk.bytes_out == 72
+        writer.write_eof()  # the client is done sending: the device sees EOF, answers are still read
+        assert await reader.read() == b""  # the echo device closes on EOF; its end reaches the client
+        writer.close()
+        await eventually(lambda: link["token"] not in h.links.links, timeout=5)  # then idle: closed
+        closed = await eventually(lambda: h.events("acme", "devicelink.closed"))
+        assert closed[0]["body"]["reason"] == "timeout: no traffic for 400 ms"
+        assert closed[0]["body"]["bytesIn"] == 72 and closed[0]["body"]["bytesOut"] == 72
