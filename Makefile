@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck unit bench grpc-gen grpc-check clean
+.PHONY: install compile run test lint typecheck unit bench grpc-gen grpc-check clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "gatehub needs Python 3.11+ (python3.11 or newer on PATH)"; exit 1; }
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,agent]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# byte-compiled once: every `gatehub` process (the CLI, hubs the tests start) then skips
+# compiling the package, which it would do on each start where PYTHONDONTWRITEBYTECODE is set
+compile: $(STAMP)
+	@$(BIN)/python -m compileall -q src
+
+install: $(STAMP) compile
 
 run: install
 	$(BIN)/gatehub serve
