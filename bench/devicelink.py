@@ -305,14 +305,14 @@ async def _run(report: Report, quick: bool) -> None:
                     ("bench-sub2", "via gateway framed over MQTT", framed.pid),
                 ):
                     for encrypt in (False, True):
+                        label = f"{mode} {'encrypted' if encrypt else 'plain'}"
+                        if ONLY and label not in ONLY:
+                            continue
                         body: dict[str, Any] = {"protocol": "tcp", "devicePort": echo_port}
                         if encrypt:
                             body["encrypt"] = {"key": KEY.hex(), "initializationVector": IV.hex()}
                         r = await api.post(f"/devicelink/{ident}", json=body)
                         r.raise_for_status()
-                        label = f"{mode} {'encrypted' if encrypt else 'plain'}"
-                        if ONLY and label not in ONLY:
-                            continue
                         links[label] = {**r.json(), "encrypt": encrypt, "agent_pid": agent_pid}
                 # rounds that alternate the reference and every link, so that the load of a shared
                 # machine falls on all of them alike; each figure is the median of its rounds
