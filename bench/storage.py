@@ -2,7 +2,8 @@
 
 For each database and batch size (1, 100, 1000 rows per caller batch):
 - raw driver: one transaction per batch, the driver's bulk path (aiosqlite ``executemany`` of
-  the telemetry insert; asyncpg ``copy_records_to_table``), nothing else;
+  the telemetry insert; asyncpg ``copy_records_to_table`` into a table of one row per point, the
+  layout PostgreSQL had before migration 0005 stored points as chunks), nothing else;
 - pipeline: 64 concurrent callers each awaiting ``IngestWriter.write(batch)`` (which also keeps
   the latest-value table), group-committed by the writer.
 Rows are time-ordered points of 10,000 series (100 devices x 100 keys), like a fleet reporting.
@@ -58,16 +59,27 @@ async def _raw_sqlite(
     return total / dt
 
 
+# one row per point, keyed time first: the PostgreSQL telemetry table before migration 0005
+RAW_PG_TABLE = """
+CREATE TABLE raw_points (
+    ts bigint NOT NULL, device_id varchar(128) COLLATE "C" NOT NULL, key varchar(255) COLLATE "C" NOT NULL,
+    kind varchar(1) NOT NULL, v_int bigint, v_float double precision, v_str text,
+    PRIMARY KEY (ts, device_id, key)
+)
+"""
+
+
 async def _raw_pg(dsn: str, batch: int, total: int, with_latest: bool) -> float:
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
+    await conn.execute(RAW_PG_TABLE)
     cols = ("device_id", "key", "ts", "kind", "v_int", "v_float", "v_str")
     batches = [make_rows(i, batch) for i in range(0, total, batch)]
     t0 = time.perf_counter()
     for b in batches:
         async with conn.transaction():
-            await conn.copy_records_to_table("telemetry", records=b, columns=cols)
+            await conn.copy_records_to_table("raw_points", records=b, columns=cols)
             if with_latest:
                 latest = _latest_rows([WriteBatch("b", telemetry=b)], set())
                 await conn.execute(_PostgresDriver.UPSERT_LATEST, *_columns(latest))

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, literal, select
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy import BigInteger, Float, String, Text, and_, bindparam, delete, func, literal, select, text
+from sqlalchemy.sql import ColumnElement, FromClause
+from sqlalchemy.sql.elements import BindParameter
 
 from gatehub.domain.model import AttributeScope
 from gatehub.domain.telemetry import value_of
@@ -20,6 +21,21 @@ from gatehub.store.tables import attributes, events, latest, telemetry
 
 AGGREGATES = {"min", "max", "avg", "sum", "count"}
 MAX_BUCKETS = 100_000
+
+# PostgreSQL keeps a series' points as chunks of arrays (migration 0005). The points of one device
+# and time range: only chunks that overlap the range are read (the key leads with device, key,
+# ts_max), unnested, and among equal timestamps of a series the last write wins (chunk ``seq``,
+# then position in the chunk), as ``INSERT OR REPLACE`` does on SQLite.
+_PG_POINTS = """
+SELECT DISTINCT ON (c.key, p.ts) p.ts AS ts, c.key AS key, p.kind AS kind,
+       p.v_int AS v_int, p.v_float AS v_float, p.v_str AS v_str
+FROM telemetry_chunks AS c
+CROSS JOIN LATERAL unnest(c.ts, string_to_array(c.kind, NULL), c.v_int, c.v_float, c.v_str)
+     WITH ORDINALITY AS p(ts, kind, v_int, v_float, v_str, n)
+WHERE c.device_id = :device_id AND c.ts_max >= :start AND c.ts_min < :end{keys}
+  AND p.ts >= :start AND p.ts < :end
+ORDER BY c.key, p.ts, c.seq DESC, p.n DESC
+"""
 
 
 class Data:
@@ -38,24 +54,11 @@ class Data:
         """Raw points ``{key: [{"ts", "value"}, ...]}`` with ``start <= ts < end``."""
         if end <= start:
             raise InvalidInput("end must be after start")
-        cond: list[ColumnElement[bool]] = [
-            telemetry.c.ts >= start,
-            telemetry.c.ts < end,
-            telemetry.c.device_id == device_id,
-        ]
-        if keys:
-            cond.append(telemetry.c.key.in_(keys))
-        col = telemetry.c.ts.desc() if order == "desc" else telemetry.c.ts.asc()
+        pts, cond = self._points(device_id, keys, start, end)
+        col = pts.c.ts.desc() if order == "desc" else pts.c.ts.asc()
         q = (
-            select(
-                telemetry.c.ts,
-                telemetry.c.key,
-                telemetry.c.kind,
-                telemetry.c.v_int,
-                telemetry.c.v_float,
-                telemetry.c.v_str,
-            )
-            .where(and_(*cond))
+            select(pts.c.ts, pts.c.key, pts.c.kind, pts.c.v_int, pts.c.v_float, pts.c.v_str)
+            .where(*cond)
             .order_by(col)
             .limit(limit)
         )
@@ -78,8 +81,9 @@ class Data:
             raise InvalidInput("end must be after start")
         if interval <= 0:
             raise InvalidInput("interval must be a positive number of milliseconds")
-        num = func.coalesce(telemetry.c.v_float, telemetry.c.v_int * literal(1.0))
-        bucket = ((telemetry.c.ts - start) // interval).label("bucket")
+        pts, cond = self._points(device_id, keys, start, end)
+        num = func.coalesce(pts.c.v_float, pts.c.v_int * literal(1.0))
+        bucket = ((pts.c.ts - start) // interval).label("bucket")
         fn = {
             "min": func.min(num),
             "max": func.max(num),
@@ -87,19 +91,12 @@ class Data:
             "sum": func.sum(num),
             "count": func.count(),
         }[agg]
-        cond: list[ColumnElement[bool]] = [
-            telemetry.c.ts >= start,
-            telemetry.c.ts < end,
-            telemetry.c.device_id == device_id,
-        ]
         if agg != "count":
-            cond.append(telemetry.c.kind.in_(("b", "i", "f")))
-        if keys:
-            cond.append(telemetry.c.key.in_(keys))
+            cond.append(pts.c.kind.in_(("b", "i", "f")))
         q = (
-            select(bucket, telemetry.c.key, fn.label("value"), func.count().label("n"))
-            .where(and_(*cond))
-            .group_by(bucket, telemetry.c.key)
+            select(bucket, pts.c.key, fn.label("value"), func.count().label("n"))
+            .where(*cond)
+            .group_by(bucket, pts.c.key)
             .order_by(bucket)
             .limit(MAX_BUCKETS + 1)
         )
@@ -115,6 +112,35 @@ class Data:
             value = int(r.value) if agg == "count" else (float(r.value) if r.value is not None else None)
             out.setdefault(r.key, []).append({"ts": start + int(r.bucket) * interval, "value": value, "count": r.n})
         return out
+
+    def _points(
+        self, device_id: str, keys: list[str] | None, start: int, end: int
+    ) -> tuple[FromClause, list[ColumnElement[bool]]]:
+        """Where the points of ``device_id`` (``keys``, ``start <= ts < end``) are read from, and
+        the conditions that select them there."""
+        if self.db.dialect == "postgresql":
+            sql = text(_PG_POINTS.format(keys=" AND c.key IN :keys" if keys else ""))
+            params: list[BindParameter[Any]] = [
+                bindparam("device_id", device_id),
+                bindparam("start", start),
+                bindparam("end", end),
+            ]
+            if keys:
+                params.append(bindparam("keys", keys, expanding=True))
+            sub = (
+                sql.bindparams(*params)
+                .columns(ts=BigInteger, key=String, kind=String, v_int=BigInteger, v_float=Float, v_str=Text)
+                .subquery("points")
+            )
+            return sub, []
+        cond: list[ColumnElement[bool]] = [
+            telemetry.c.ts >= start,
+            telemetry.c.ts < end,
+            telemetry.c.device_id == device_id,
+        ]
+        if keys:
+            cond.append(telemetry.c.key.in_(keys))
+        return telemetry, cond
 
     async def latest(self, device_id: str, keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
         q = select(latest).where(latest.c.device_id == device_id)

@@ -34,7 +34,7 @@ from gatehub.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
 from gatehub.store.accounts import _is_integrity
 from gatehub.store.catalog import Catalog
 from gatehub.store.db import Database
-from gatehub.store.tables import attributes, devices, events, latest, telemetry
+from gatehub.store.tables import attributes, devices, events, latest, telemetry, telemetry_chunks
 
 _NODE_RE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -266,7 +266,10 @@ class Devices:
             await c.execute(update(devices).where(devices.c.parent_id == device_id).values(parent_id=None))
             await c.execute(delete(attributes).where(attributes.c.device_id == device_id))
             await c.execute(delete(latest).where(latest.c.device_id == device_id))
-            await c.execute(delete(telemetry).where(telemetry.c.device_id == device_id))
+            if self.db.dialect == "postgresql":  # points are stored as chunks there (migration 0005)
+                await c.execute(delete(telemetry_chunks).where(telemetry_chunks.c.device_id == device_id))
+            else:
+                await c.execute(delete(telemetry).where(telemetry.c.device_id == device_id))
             await c.execute(delete(devices).where(devices.c.id == device_id))
             versions: dict[str, int] = {}
             if dev.parent_id:

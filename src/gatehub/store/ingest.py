@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import groupby
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -505,11 +506,10 @@ class _SqliteDriver:
 
 
 class _PostgresDriver:
-    UPSERT_TS = (
-        "INSERT INTO telemetry (device_id, key, ts, kind, v_int, v_float, v_str) VALUES ($1,$2,$3,$4,$5,$6,$7) "
-        "ON CONFLICT (ts, device_id, key) DO UPDATE SET kind=excluded.kind, v_int=excluded.v_int, "
-        "v_float=excluded.v_float, v_str=excluded.v_str"
-    )
+    """Telemetry goes in as chunks: one row of arrays per (device, key) and transaction
+    (``telemetry_chunks``, migration 0005), by ``COPY``. Equal timestamps need no conflict
+    handling on the way in: the reads let the later write win (by ``seq``, then position)."""
+
     # one statement for all latest values of a transaction: executemany of upserts is slow on PostgreSQL
     UPSERT_LATEST = (
         "INSERT INTO latest (device_id, key, ts, kind, v_int, v_float, v_str) "
@@ -542,36 +542,13 @@ class _PostgresDriver:
         return {r[0]: (r[1], r[2]) for r in rows}
 
     async def write(self, batches: Sequence[WriteBatch], skip: set[int], seqs: dict[str, tuple[str, int]]) -> None:
-        import asyncpg
-
         rows, attrs, evs = _gather(batches, skip)
-        latest = sorted(_latest_rows(batches, skip), key=_row_key) if rows else []
+        chunks, latest = chunk_rows(rows)
         changed = _changed_seqs(batches, skip, seqs)
-        try:
-            await self._write(rows, latest, attrs, evs, changed, copy=True)
-        except asyncpg.UniqueViolationError:
-            # Same (ts, device, key) again (rare: COPY fails whole on it, so no savepoint is paid
-            # for on every group): the transaction again, with upserts; the newer value wins, as
-            # on SQLite.
-            await self._write(_dedup_rows(rows), latest, attrs, evs, changed, copy=False)
-
-    async def _write(
-        self,
-        rows: list[Row],
-        latest: list[Row],
-        attrs: list[AttrRow],
-        evs: list[EventRow],
-        changed: list[tuple[str, str, int]],
-        *,
-        copy: bool,
-    ) -> None:
         conn = self._conn
         async with conn.transaction():
-            if rows:
-                if copy:
-                    await conn.copy_records_to_table("telemetry", records=rows, columns=TELEMETRY_COLS)
-                else:
-                    await conn.executemany(self.UPSERT_TS, rows)
+            if chunks:
+                await conn.copy_records_to_table("telemetry_chunks", records=chunks, columns=CHUNK_COLS)
                 # in key order: a concurrent group upserting the same rows waits, never deadlocks
                 await conn.execute(self.UPSERT_LATEST, *_columns(latest))
             if attrs:
@@ -585,8 +562,43 @@ class _PostgresDriver:
         await self._conn.close()
 
 
-def _row_key(r: Row) -> tuple[str, str]:
-    return r[0], r[1]
+CHUNK_COLS = ("device_id", "key", "ts_max", "ts_min", "ts", "kind", "v_int", "v_float", "v_str")
+Chunk = tuple[str, str, int, int, Sequence[int], str, Sequence[Any] | None, Sequence[Any] | None, Sequence[Any] | None]
+
+
+def chunk_rows(rows: list[Row]) -> tuple[list[Chunk], list[Row]]:
+    """The rows of one transaction as chunks (one per series, points in arrival order), and the
+    newest row of each series (highest ts, the later one among equal ts), both in key order.
+
+    Two stable sorts on one string each (devices, then the keys of one device) and a
+    ``zip`` per series keep the per-point work in C: this runs over every point stored."""
+    chunks: list[Chunk] = []
+    latest: list[Row] = []
+    for _dev, per_device in groupby(sorted(rows, key=_DEVICE), _DEVICE):
+        for _key, per_series in groupby(sorted(per_device, key=_KEY), _KEY):
+            series = list(per_series)
+            dev, key, ts, kind, v_int, v_float, v_str = zip(*series, strict=True)
+            n, newest = len(ts), max(ts)
+            last = n - 1 if ts[-1] == newest else n - 1 - ts[::-1].index(newest)
+            latest.append(series[last])
+            chunks.append(
+                (
+                    dev[0],
+                    key[0],
+                    newest,
+                    min(ts),
+                    ts,
+                    "".join(kind),
+                    None if v_int.count(None) == n else v_int,
+                    None if v_float.count(None) == n else v_float,
+                    None if v_str.count(None) == n else v_str,
+                )
+            )
+    return chunks, latest
+
+
+_DEVICE = itemgetter(0)
+_KEY = itemgetter(1)
 
 
 def _attr_key(a: AttrRow) -> tuple[str, str, str]:
@@ -596,8 +608,3 @@ def _attr_key(a: AttrRow) -> tuple[str, str, str]:
 def _columns(rows: list[Row]) -> list[list[Any]]:
     """Rows to per-column lists, for PostgreSQL ``unnest`` parameters."""
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in TELEMETRY_COLS]
-
-
-def _dedup_rows(rows: list[Row]) -> list[Row]:
-    """Keep the last row for each (ts, device, key): one upsert may not touch a row twice."""
-    return list({r[:3]: r for r in rows}.values())

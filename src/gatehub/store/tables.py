@@ -1,14 +1,17 @@
 """SQLAlchemy Core tables. Alembic migrations in ``migrations/versions`` create them; this
 metadata is what the repositories query and what `alembic check` compares against.
 
-Telemetry keeps its hot write path append-like: the primary key leads with the timestamp
-(see DESIGN.md, "Storage layout decides ingest speed"), and ``latest`` holds one upserted row
-per (device, key) for current values.
+Telemetry keeps its hot write path append-like: on SQLite the primary key of ``telemetry`` leads
+with the timestamp (see DESIGN.md, "Storage layout decides ingest speed"); on PostgreSQL the points
+of one series and group commit are one row of arrays in ``telemetry_chunks``, and ``telemetry``
+is a view of the points (migration 0005, docs/storage.md). ``latest`` holds one upserted row per
+(device, key) for current values.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
@@ -122,6 +125,24 @@ telemetry = Table(
     Column("v_str", Text, nullable=True),
     PrimaryKeyConstraint("ts", "device_id", "key"),
     sqlite_with_rowid=False,
+)
+
+# PostgreSQL only (migration 0005): the points of one series written in one transaction.
+# ``kind`` holds one kind letter per point; a value array is NULL when no point has that column.
+telemetry_chunks = Table(
+    "telemetry_chunks",
+    metadata,
+    Column("device_id", _ID, nullable=False),
+    Column("key", _KEY, nullable=False),
+    Column("ts_max", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts_min", BigInteger, nullable=False),
+    Column("ts", ARRAY(BigInteger), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("v_int", ARRAY(BigInteger), nullable=True),
+    Column("v_float", ARRAY(Float), nullable=True),
+    Column("v_str", ARRAY(Text), nullable=True),
+    PrimaryKeyConstraint("device_id", "key", "ts_max", "seq"),
 )
 
 latest = Table(

@@ -1,0 +1,133 @@
+"""How points are kept: on PostgreSQL as chunks of one series per transaction (migration 0005),
+on SQLite as one row per point. Both must read back the same: every point, the later write
+winning among equal timestamps, mixed value kinds within one series, time ranges cutting through
+a chunk, deletion with the device; and existing PostgreSQL rows survive the migration both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
+
+from gatehub.domain.model import NodeType
+from gatehub.domain.telemetry import row
+from gatehub.store import Database, IngestWriter, Store, WriteBatch
+from gatehub.store.db import alembic_config
+from gatehub.store.tables import telemetry
+
+
+@pytest.fixture
+async def store(db_url: str):  # type: ignore[no-untyped-def]
+    db = Database.open(db_url)
+    await db.migrate()
+    st = Store(db)
+    await st.accounts.create_tenant("acme")
+    await st.catalog.create_product("acme", "meter", node_type=NodeType.DIRECT)
+    for d in ("m1", "m2"):
+        await st.devices.create("acme", d, "meter", device_id=d)
+    yield st
+    await db.close()
+
+
+async def test_points_read_back_across_transactions_and_kinds(store: Store, db_url: str) -> None:
+    w = IngestWriter(db_url, batch_rows=1)  # one transaction per batch: a chunk per series each
+    await w.start()
+    try:
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", ts, ts // 10) for ts in range(10, 60, 10)]))
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", ts, ts // 10) for ts in range(60, 110, 10)]))
+        # one series changes kind between points; strings, bools and JSON in one chunk
+        await w.write(
+            WriteBatch(
+                "acme",
+                telemetry=[
+                    row("m1", "x", 1, 1),
+                    row("m1", "x", 2, 2.5),
+                    row("m1", "x", 3, "three"),
+                    row("m1", "x", 4, True),
+                    row("m1", "x", 5, {"a": [1]}),
+                    row("m2", "v", 7, 70),
+                ],
+            )
+        )
+        # equal timestamps: within one batch the later one wins, and a later transaction wins
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 30, -1), row("m1", "v", 30, -2)]))
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 100, -10)]))
+    finally:
+        await w.close()
+    data = store.data
+    v = (await data.telemetry("m1", ["v"], 0, 1000))["v"]
+    assert [(p["ts"], p["value"]) for p in v] == [
+        (10, 1), (20, 2), (30, -2), (40, 4), (50, 5), (60, 6), (70, 7), (80, 8), (90, 9), (100, -10),
+    ]  # fmt: skip
+    # a range that cuts through both chunks, newest first, limited
+    cut = (await data.telemetry("m1", ["v"], 45, 75, order="desc", limit=2))["v"]
+    assert [p["ts"] for p in cut] == [70, 60]
+    x = (await data.telemetry("m1", ["x"], 0, 10))["x"]
+    assert [p["value"] for p in x] == [1, 2.5, "three", True, {"a": [1]}]
+    both = await data.telemetry("m1", None, 0, 6)
+    assert sorted(both) == ["x"] and len(both["x"]) == 5
+    assert await data.telemetry("m2", None, 0, 100) == {"v": [{"ts": 7, "value": 70}]}
+    assert (await data.latest("m1", ["v"]))["v"] == {"ts": 100, "value": -10}
+    agg = await data.aggregate("m1", ["v"], 0, 100, 50, "sum")
+    assert agg == {
+        "v": [{"ts": 0, "value": 1 + 2 - 2 + 4, "count": 4}, {"ts": 50, "value": 5 + 6 + 7 + 8 + 9, "count": 5}]
+    }
+    count = await data.aggregate("m1", ["x"], 0, 10, 10, "count")
+    assert count == {"x": [{"ts": 0, "value": 5, "count": 5}]}
+    # the point table (a view of the chunks on PostgreSQL) holds each point once
+    async with store.db.connect() as c:
+        n = (await c.execute(select(func.count()).select_from(telemetry).where(telemetry.c.device_id == "m1"))).scalar()
+    assert n == 15
+    await store.devices.delete("acme", "m1")
+    assert await data.telemetry("m1", None, 0, 1000) == {}
+    assert await data.telemetry("m2", None, 0, 100) == {"v": [{"ts": 7, "value": 70}]}
+
+
+def _alembic(conn: Connection, rev: str, up: bool) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    (command.upgrade if up else command.downgrade)(cfg, rev)
+
+
+async def _points(db: Database) -> list[tuple[Any, ...]]:
+    async with db.connect() as c:
+        q = text("SELECT device_id, key, ts, kind, v_int, v_float, v_str FROM telemetry ORDER BY device_id, key, ts")
+        return [tuple(r) for r in (await c.execute(q)).all()]
+
+
+@pytest.mark.postgres
+async def test_migration_0005_keeps_every_point_both_ways(pg_base_url: str) -> None:
+    from tests.conftest import _create_pg_database
+
+    db = Database.open(await _create_pg_database(pg_base_url))
+    try:
+        async with db.engine.begin() as c:
+            await c.run_sync(_alembic, "0004", True)
+        rows = [("m1", "v", ts, "i", ts, None, None) for ts in range(0, 3 * 86_400_000, 3_600_000)]  # 3 days
+        rows += [("m1", "s", 5, "s", None, None, "five"), ("m2", "f", -7, "f", None, 0.5, None)]
+        async with db.engine.begin() as c:
+            raw = await c.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                "telemetry", records=rows, columns=("device_id", "key", "ts", "kind", "v_int", "v_float", "v_str")
+            )
+        before = await _points(db)
+        assert len(before) == 74
+        await db.migrate()
+        await db.engine.dispose()  # statements prepared against the old table
+        async with db.connect() as c:
+            chunks = (await c.execute(text("SELECT count(*) FROM telemetry_chunks"))).scalar()
+        assert chunks == 5  # one per series and day: 3 + 1 + 1
+        assert await _points(db) == before
+        pts = await Store(db).data.telemetry("m1", ["v"], 86_400_000, 86_400_000 + 3 * 3_600_000)
+        assert [p["value"] for p in pts["v"]] == [86_400_000 + h * 3_600_000 for h in range(3)]
+        async with db.engine.begin() as c:
+            await c.run_sync(_alembic, "0004", False)
+        await db.engine.dispose()
+        assert await _points(db) == before
+        async with db.connect() as c:
+            assert (await c.execute(text("SELECT to_regclass('telemetry_chunks')"))).scalar() is None
+    finally:
+        await db.close()
