@@ -57,7 +57,7 @@ INFLIGHT = int(os.environ.get("BENCH_INFLIGHT", str(4 * 1024 * 1024)))  # bytes 
 
 
 def _uvloop_run(coro: Any) -> None:
-    from gatehub.node import run_loop
+    from gatehub.loop import run_loop
 
     run_loop(coro)
 

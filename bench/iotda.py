@@ -37,7 +37,7 @@ CHILDREN = 50
 
 
 def _hub_main(data_dir: str, conn: Connection) -> None:
-    from gatehub.node import run_loop
+    from gatehub.loop import run_loop
 
     run_loop(_hub(data_dir, conn))
 

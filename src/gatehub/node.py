@@ -12,7 +12,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from gatehub.components import component_builders
 from gatehub.config import Settings
 from gatehub.domain.permissions import Role
 from gatehub.errors import GatehubError
+from gatehub.loop import run_loop as run_loop  # re-exported: where callers have imported it from
 from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.store import Database, IngestWriter, Store, commit_publisher
 from gatehub.transports.http.app import create_app
@@ -223,17 +223,3 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
-
-
-def run_loop(coro: Awaitable[None]) -> None:
-    """Run with uvloop when it is installed."""
-    try:
-        import uvloop
-
-        if sys.version_info >= (3, 12):
-            uvloop.run(coro)
-            return
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import typer
 
 from gatehub.cli.common import JsonOpt, emit, err_console
 from gatehub.errors import ConfigError
+from gatehub.loop import run_loop
 
 agent_app = typer.Typer(help="The gateway agent: run it on a gateway, next to its access network", no_args_is_help=True)
 AgentConfigOpt = typer.Option(
@@ -50,7 +51,6 @@ def agent_run(config: str = AgentConfigOpt) -> None:
     cfg = _load(config)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from gatehub.agent import Agent
-    from gatehub.node import run_loop
 
     try:
         agent = Agent(cfg)

@@ -23,7 +23,7 @@ database named by the settings. A running hub notices blacklist changes made her
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -33,8 +33,11 @@ from gatehub.errors import InvalidInput
 from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName, build_crl
 from gatehub.pki.ca import write_atomic
 from gatehub.pki.tls import SERVER_CERT_FILE, SERVER_KEY_FILE
-from gatehub.registry import GatewayRegistry
-from gatehub.store.certificates import CertRecord
+
+if TYPE_CHECKING:
+    from gatehub.registry import GatewayRegistry
+    from gatehub.store import Store
+    from gatehub.store.certificates import CertRecord
 
 cert_app = typer.Typer(
     help="The hub CA: server, admin, tenant and gateway certificates; blacklist", no_args_is_help=True
@@ -78,11 +81,19 @@ def _summary(issued: IssuedCertificate, files: list[str]) -> dict[str, Any]:
     }
 
 
+def _registry(store: Store, ca: CertificateAuthority) -> GatewayRegistry:
+    # imported here: the store (SQLAlchemy, Alembic) loads only for commands that open it, not
+    # for every start of the CLI (``gatehub agent`` on a gateway among them)
+    from gatehub.registry import GatewayRegistry
+
+    return GatewayRegistry(store, ca)
+
+
 async def _server_and_admin(
     settings: Settings, ca: CertificateAuthority, hosts: list[str], years: int, out: Path
 ) -> list[dict[str, Any]]:
     async with opened_store(settings) as (store, _):
-        reg = GatewayRegistry(store, ca)
+        reg = _registry(store, ca)
         server = await reg.create_server_certificate(hosts or settings.tls_hosts, years)
         write_atomic(ca.directory / SERVER_KEY_FILE, server.key_pem.encode("ascii"), 0o600)
         write_atomic(ca.directory / SERVER_CERT_FILE, server.cert_pem.encode("ascii"), 0o644)
@@ -156,7 +167,7 @@ def cert_tenant(
         subject = _subject(country, province, city, org, unit, cn)
         ca = CertificateAuthority.load(settings.pki_dir)
         async with opened_store(settings) as (store, _):
-            issued = await GatewayRegistry(store, ca).create_tenant_certificate(tenant_id, subject, years)
+            issued = await _registry(store, ca).create_tenant_certificate(tenant_id, subject, years)
         return _summary(issued, _write(out, tenant_id, issued, ca))
 
     emit(run(go), json, _COLUMNS)
@@ -184,7 +195,7 @@ def cert_gateway(
         subject = _subject(country, province, city, org, unit, cn)
         ca = CertificateAuthority.load(settings.pki_dir)
         async with opened_store(settings) as (store, _):
-            issued = await GatewayRegistry(store, ca).create_gateway_certificate(tenant, gateway_id, subject, years)
+            issued = await _registry(store, ca).create_gateway_certificate(tenant, gateway_id, subject, years)
         return _summary(issued, _write(out, gateway_id, issued, ca))
 
     emit(run(go), json, _COLUMNS)
@@ -226,7 +237,7 @@ def _set_blacklist(serials: list[int], flag: bool, tenant: str | None, config: s
     async def go() -> Any:
         ca = CertificateAuthority.load(settings.pki_dir)
         async with opened_store(settings) as (store, _):
-            recs = await GatewayRegistry(store, ca).set_blacklisted(serials, flag, tenant_id=tenant)
+            recs = await _registry(store, ca).set_blacklisted(serials, flag, tenant_id=tenant)
         return [_row(r) for r in recs]
 
     result: list[dict[str, Any]] = run(go)

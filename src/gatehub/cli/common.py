@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import typer
@@ -14,7 +14,9 @@ from rich.table import Table
 
 from gatehub.config import Settings, load_settings
 from gatehub.errors import GatehubError
-from gatehub.store import Database, IngestWriter, Store, commit_publisher
+
+if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) loads only for commands that open it
+    from gatehub.store import IngestWriter, Store
 
 T = TypeVar("T")
 console = Console()
@@ -33,6 +35,8 @@ def settings_from(config: str | None, overrides: dict[str, Any] | None = None) -
 async def opened_store(
     settings: Settings, with_writer: bool = False
 ) -> AsyncIterator[tuple[Store, IngestWriter | None]]:
+    from gatehub.store import Database, IngestWriter, Store, commit_publisher
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.open(settings.effective_database_url)
     writer: IngestWriter | None = None

@@ -15,7 +15,6 @@ from gatehub.cli.common import ConfigOpt, JsonOpt, TenantOpt, emit, opened_store
 from gatehub.domain.model import DeviceKind, NodeType, Presence
 from gatehub.domain.permissions import Role
 from gatehub.errors import InvalidInput
-from gatehub.store import DeviceFilter
 
 tenant_app = typer.Typer(help="Tenants: the isolated spaces of a hub", no_args_is_help=True)
 customer_app = typer.Typer(help="Customers: owners of devices inside a tenant", no_args_is_help=True)
@@ -276,6 +275,8 @@ def device_list(
     json: bool = JsonOpt,
 ) -> None:
     async def go() -> Any:
+        from gatehub.store import DeviceFilter
+
         async with opened_store(settings_from(config)) as (st, _):
             items, _ = await st.devices.list_devices(
                 tenant,
@@ -297,6 +298,8 @@ def device_list(
 @gateway_app.command("list")
 def gateway_list(tenant: str = TenantOpt, config: str = ConfigOpt, json: bool = JsonOpt) -> None:
     async def go() -> Any:
+        from gatehub.store import DeviceFilter
+
         async with opened_store(settings_from(config)) as (st, _):
             items, _ = await st.devices.list_devices(tenant, DeviceFilter(kind=DeviceKind.GATEWAY), 0, 100_000)
             return [d.public() for d in items]

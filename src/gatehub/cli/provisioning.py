@@ -9,7 +9,7 @@ topology (Alink ``thing/topo/get``), since this process has no connection to the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -20,7 +20,9 @@ from gatehub.cli.manage import device_app, gateway_app, product_app
 from gatehub.domain.model import Device
 from gatehub.domain.provisioning import parse_whitelist
 from gatehub.errors import InvalidInput
-from gatehub.store.topology import SubRef, TopologyResult
+
+if TYPE_CHECKING:
+    from gatehub.store.topology import TopologyResult
 
 
 @product_app.command("model-export")
@@ -147,6 +149,8 @@ def attach(
     """Add sub-devices to a gateway's topology (as an operator: no credentials needed)."""
 
     async def go() -> Any:
+        from gatehub.store.topology import SubRef
+
         async with opened_store(settings_from(config)) as (st, _):
             refs = [SubRef(device_id=d) for d in device_ids]
             return _changed(await st.topology.add(tenant, gateway_id, refs, trusted=True, source="cli"), "added")
@@ -168,6 +172,8 @@ def detach(
     """Remove sub-devices from a gateway's topology."""
 
     async def go() -> Any:
+        from gatehub.store.topology import SubRef
+
         async with opened_store(settings_from(config)) as (st, _):
             refs = [SubRef(device_id=d) for d in device_ids]
             return _changed(await st.topology.remove(tenant, gateway_id, refs, source="cli"), "removed")
