@@ -18,8 +18,15 @@ direct reference and for every link.
 With encryption the client encrypts and decrypts (AES-256-CTR, the documented scheme) and the
 hub does the other half: that cost is part of the figure.
 
-``python -m bench.devicelink echo PORTFILE`` and ``... agent MQTTPORT TOKEN ECHOPORT STATEFILE SUB 1|0``
-run the helpers.
+What a relay costs here, measured in the same rounds (informational): the same client through one
+and through two pass-through relay processes that only ``splice`` the two sockets, no protocol
+and no copy into Python. A link through the hub has one relay on its path, a link via a gateway
+two (the hub and the agent). On a machine whose cores the client, the relays and the device
+share, every relay adds the kernel's work of two receives and two sends per echoed byte to the
+reference's four, whether or not it copies: that, not the relay's own code, bounds the ratios.
+
+``python -m bench.devicelink echo PORTFILE``, ``... relay PORTFILE TARGETPORT`` and
+``... agent MQTTPORT TOKEN ECHOPORT STATEFILE SUB 1|0`` run the helpers.
 Knobs for investigation: ``BENCH_WINDOW`` (the hub's credit window), ``BENCH_HUB_STOCK=1`` /
 ``BENCH_AGENT_STOCK=1`` (stock asyncio instead of uvloop), ``BENCH_PROFILE_HUB=FILE`` /
 ``BENCH_PROFILE_AGENT=FILE`` (cProfile output), ``BENCH_LINKS`` (the labels of the links to
@@ -121,6 +128,38 @@ async def _agent_main(mqtt_port: int, token: str, echo_port: int, state: str, su
         await asyncio.wait_for(ext.relay.ready.wait(), 60)
         print("AGENT READY", flush=True)
         await asyncio.Event().wait()
+
+
+async def _relay_main(portfile: str, target_port: int) -> None:
+    """A pass-through relay with no protocol at all: accept, connect to ``target_port``, splice the
+    two sockets. The bound of what any relay can do here: a link through the hub is one such hop,
+    a link via a gateway two (the hub and the agent)."""
+    from gatehub import splice
+
+    loop = asyncio.get_running_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    Path(portfile).write_text(str(listener.getsockname()[1]))
+    relays: set[splice.SpliceRelay] = set()
+    while True:
+        client, _addr = await loop.sock_accept(listener)
+        client.setblocking(False)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        device = await splice.connect(loop, "127.0.0.1", target_port)
+        relay = splice.SpliceRelay(loop, client, device)
+        relays.add(relay)
+        relay.on_closed = lambda r=relay: relays.discard(r)
+        relay.start()
+
+
+async def _port_of(portfile: Path) -> int:
+    for _ in range(200):
+        if portfile.exists() and portfile.read_text():
+            return int(portfile.read_text())
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no port in {portfile}")
 
 
 def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -248,14 +287,19 @@ async def _run(report: Report, quick: bool) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            portfile = Path(tmp) / "echo.port"
-            echo = _spawn("echo", str(portfile))
+            echo = _spawn("echo", str(Path(tmp) / "echo.port"))
             procs.append(echo)
-            for _ in range(200):
-                if portfile.exists() and portfile.read_text():
-                    break
-                await asyncio.sleep(0.05)
-            echo_port = int(portfile.read_text())
+            echo_port = await _port_of(Path(tmp) / "echo.port")
+            # the bound: pass-through relays with no protocol, one (like the hub on a direct link)
+            # and two in a row (like the hub and the agent on a link via a gateway)
+            relays: dict[str, tuple[int, tuple[int, ...]]] = {}
+            for label, hops in (("splice-only relay x1", 1), ("splice-only relays x2", 2)):
+                target, pids = echo_port, ()
+                for hop in range(hops):
+                    relay = _spawn("relay", str(Path(tmp) / f"relay{hops}{hop}.port"), str(target))
+                    procs.append(relay)
+                    target, pids = await _port_of(Path(tmp) / f"relay{hops}{hop}.port"), (*pids, relay.pid)
+                relays[label] = (target, pids)
             env = {
                 **os.environ,
                 "GATEHUB_DATA_DIR": str(Path(tmp) / "hub"),
@@ -316,10 +360,12 @@ async def _run(report: Report, quick: bool) -> None:
                         links[label] = {**r.json(), "encrypt": encrypt, "agent_pid": agent_pid}
                 # rounds that alternate the reference and every link, so that the load of a shared
                 # machine falls on all of them alike; each figure is the median of its rounds
-                names = ("hub", "agent", "echo", "client")
-                cpu: dict[str, dict[str, list[float]]] = {k: {n: [] for n in names} for k in ("direct", *links)}
-                tput: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
-                rtt: dict[str, list[float]] = {"direct": [], **{k: [] for k in links}}
+                names = ("hub", "agent", "echo", "client", "relays")
+                bounds = {k: v for k, v in relays.items() if not ONLY or k in ONLY}
+                runs = ("direct", *links, *bounds)
+                cpu: dict[str, dict[str, list[float]]] = {k: {n: [] for n in names} for k in runs}
+                tput: dict[str, list[float]] = {k: [] for k in runs}
+                rtt: dict[str, list[float]] = {k: [] for k in runs}
                 for _round in range(rounds):
                     m, rt = await measure(echo_port, False, mib, trips, {"echo": echo.pid, "client": os.getpid()})
                     for name in ("echo", "client"):
@@ -331,6 +377,14 @@ async def _run(report: Report, quick: bool) -> None:
                         m, rt = await measure(link["port"], link["encrypt"], mib, trips, pids)
                         for name in pids:
                             cpu[label][name].append(CPU[name])
+                        tput[label].append(m)
+                        rtt[label] += rt
+                    for label, (port, relay_pids) in bounds.items():
+                        pids = {"echo": echo.pid, "client": os.getpid(), **{f"r{p}": p for p in relay_pids}}
+                        m, rt = await measure(port, False, mib, trips, pids)
+                        for name in ("echo", "client"):
+                            cpu[label][name].append(CPU[name])
+                        cpu[label]["relays"].append(sum(CPU[f"r{p}"] for p in relay_pids))
                         tput[label].append(m)
                         rtt[label] += rt
                 ref = statistics.median(tput["direct"])
@@ -380,6 +434,20 @@ async def _run(report: Report, quick: bool) -> None:
                             if informational
                             else "; target < 500 µs: " + ("meets target" if added < 0.5 else "BELOW target")
                         ),
+                    )
+                for label in bounds:
+                    report.add(
+                        "devicelink",
+                        f"throughput, {label}",
+                        statistics.median(tput[label]),
+                        "MB/s",
+                        reference=ref,
+                        notes="informational: relays that only splice, no protocol and no copy into Python; "
+                        f"rounds: {', '.join(f'{x:.0f}' for x in tput[label])} MB/s; CPU s per GB: relays "
+                        f"{statistics.median(cpu[label]['relays']):.2f}, "
+                        f"client {statistics.median(cpu[label]['client']):.2f}, "
+                        f"echo device {statistics.median(cpu[label]['echo']):.2f}; "
+                        f"added p50 {(statistics.median(rtt[label]) - ref_p50) * 1000:.0f} µs",
                     )
                 for link in links.values():
                     (await api.delete(f"/devicelink/{link['token']}")).raise_for_status()
@@ -439,6 +507,8 @@ async def _setup(api: httpx.AsyncClient) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "echo":
         _uvloop_run(_echo_main(sys.argv[2]))
+    elif sys.argv[1] == "relay":
+        _uvloop_run(_relay_main(sys.argv[2], int(sys.argv[3])))
     elif sys.argv[1] == "agent":
         import signal
 
