@@ -30,4 +30,7 @@ def component_builders() -> list[ComponentFactory]:
     from gatehub.devicelink.component import build as build_devicelink
 
     builders.append(build_devicelink)
+    from gatehub.store.compaction import build as build_compaction
+
+    builders.append(build_compaction)
     return builders

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     ingest_connections: int = Field(
         2, ge=1, le=32, description="PostgreSQL connections the ingest writer commits on at once (SQLite: always 1)"
     )
+    telemetry_compact_interval: float = Field(
+        3600.0,
+        ge=0,
+        description="PostgreSQL: seconds between merges of small telemetry chunks (0 = off)",
+    )
+    telemetry_compact_points: int = Field(
+        32, ge=2, description="PostgreSQL: merge the chunks of a series that average fewer points than this"
+    )
     # HTTP API
     http_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body of the REST API")
     http_page_limit: int = Field(1000, ge=1, description="Largest page size of list endpoints")

@@ -5,6 +5,8 @@ a chunk, deletion with the device; and existing PostgreSQL rows survive the migr
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +133,98 @@ async def test_migration_0005_keeps_every_point_both_ways(pg_base_url: str) -> N
             assert (await c.execute(text("SELECT to_regclass('telemetry_chunks')"))).scalar() is None
     finally:
         await db.close()
+
+
+async def _chunks(db: Database, device: str, key: str) -> list[tuple[int, int]]:
+    """(seq, points) of every chunk of one series."""
+    async with db.connect() as c:
+        q = text("SELECT seq, cardinality(ts) FROM telemetry_chunks WHERE device_id = :d AND key = :k ORDER BY seq")
+        return [(int(r[0]), int(r[1])) for r in (await c.execute(q, {"d": device, "k": key})).all()]
+
+
+@pytest.mark.postgres
+async def test_compaction_merges_small_chunks_and_keeps_every_read(pg_base_url: str) -> None:
+    from gatehub.store.compaction import ChunkCompactor
+    from tests.conftest import _create_pg_database
+
+    url = await _create_pg_database(pg_base_url)
+    db = Database.open(url)
+    await db.migrate()
+    st = Store(db)
+    await st.accounts.create_tenant("acme")
+    await st.catalog.create_product("acme", "meter", node_type=NodeType.DIRECT)
+    await st.devices.create("acme", "m1", "meter", device_id="m1")
+    day = 86_400_000
+    w = IngestWriter(url, batch_rows=1)  # a chunk per series and batch, like a slow reporter's
+    await w.start()
+    compactor = ChunkCompactor(db, points=32)
+    try:
+        first = await compactor.run_once()  # nothing to merge yet: marks where the next window ends
+        assert first.window == (0, 0) and first.merged == 0
+        for i in range(40):
+            await w.write(
+                WriteBatch("acme", telemetry=[row("m1", "v", 1000 * i, i), row("m1", "s", 1000 * i, f"s{i}")])
+            )
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 5000, -5)]))  # rewrites ts 5000 later
+        for d in (0, 1):  # one series over two days
+            await w.write(
+                WriteBatch("acme", telemetry=[row("m1", "days", d * day + 1, d), row("m1", "days", d * day + 2, 9)])
+            )
+        # a busy series: chunks of 40 points are not merged
+        for b in range(2):
+            await w.write(WriteBatch("acme", telemetry=[row("m1", "big", 100_000 * b + i, i) for i in range(40)]))
+        await compactor.run_once()  # ends the window here: the chunks above are inside it
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 7000, 777)]))  # after the window
+        before = await st.data.telemetry("m1", None, 0, 3 * day, limit=10_000)
+        agg_before = await st.data.aggregate("m1", ["v"], 0, 40_000, 10_000, "sum")
+        assert len(await _chunks(db, "m1", "v")) == 42
+
+        res = await compactor.run_once()
+        assert res.series == 3 and res.merged == 40 + 40 + 1 + 2 and res.written == 1 + 1 + 2
+        v = await _chunks(db, "m1", "v")
+        assert [n for _seq, n in v] == [41, 1]  # the merged window, then the write after it
+        assert v[0][0] < v[1][0]  # the merged chunk stays older than the write after the window
+        assert [n for _seq, n in await _chunks(db, "m1", "days")] == [2, 2]  # a chunk per day
+        assert [n for _seq, n in await _chunks(db, "m1", "big")] == [40, 40]
+        assert await st.data.telemetry("m1", None, 0, 3 * day, limit=10_000) == before
+        assert await st.data.aggregate("m1", ["v"], 0, 40_000, 10_000, "sum") == agg_before
+        vals = {p["ts"]: p["value"] for p in before["v"]}
+        assert vals[5000] == -5 and vals[7000] == 777 and vals[6000] == 6  # later writes still win
+        assert len(before["v"]) == 40 and before["s"][3] == {"ts": 3000, "value": "s3"}
+
+        again = await compactor.run_once()  # the next window holds one chunk per series: left alone
+        assert again.merged == 0
+        assert await st.data.telemetry("m1", None, 0, 3 * day, limit=10_000) == before
+
+        # another node merging: this one skips its pass and the window stays where it was
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 8000, 8)]))
+        await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 9000, 9)]))
+        await compactor.run_once()
+        async with db.engine.connect() as other:
+            await other.execute(text("SELECT pg_advisory_lock(hashtext('gatehub.telemetry_compaction'))"))
+            held = await compactor.run_once()
+            assert held.skipped and held.merged == 0
+            await other.execute(text("SELECT pg_advisory_unlock(hashtext('gatehub.telemetry_compaction'))"))
+        done = await compactor.run_once()
+        assert done.window == held.window and done.merged == 2
+    finally:
+        await w.close()
+        await db.close()
+
+
+async def test_the_node_runs_compaction_on_postgresql_only(tmp_path: Path, db_url: str) -> None:
+    from gatehub.node import Node
+    from gatehub.store.compaction import CompactionService
+    from tests.conftest import node_settings
+
+    async with Node(node_settings(tmp_path, db_url, telemetry_compact_interval=0.05)) as node:
+        svc = [c for c in node.components if isinstance(c, CompactionService)]
+        if node.db is not None and node.db.dialect == "postgresql":
+            assert len(svc) == 1
+            for _ in range(200):
+                if svc[0].passes >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert svc[0].passes >= 2
+        else:
+            assert svc == []

@@ -145,6 +145,14 @@ telemetry_chunks = Table(
     PrimaryKeyConstraint("device_id", "key", "ts_max", "seq"),
 )
 
+# PostgreSQL only: the window of chunk sequence numbers the compactor merges next (one row)
+telemetry_compaction = Table(
+    "telemetry_compaction",
+    metadata,
+    Column("done_upto", BigInteger, nullable=False),
+    Column("next_upto", BigInteger, nullable=False),
+)
+
 latest = Table(
     "latest",
     metadata,

@@ -10,7 +10,7 @@ query of the old table still reads the same points; the hub's own history querie
 chunks of one device and time range directly (``store.data``). SQLite keeps one row per point.
 
 Existing rows move into chunks of one series and one UTC day. On a large database this takes a
-while, once.
+while, once. ``telemetry_compaction`` records how far the merging of small chunks has got.
 
 Revision ID: 0005
 Revises: 0004
@@ -72,11 +72,15 @@ def upgrade() -> None:
     )
     op.execute("DROP TABLE telemetry")
     op.execute(VIEW)
+    # where merging small chunks has got to (store/compaction.py): one row
+    op.execute("CREATE TABLE telemetry_compaction (done_upto bigint NOT NULL, next_upto bigint NOT NULL)")
+    op.execute("INSERT INTO telemetry_compaction VALUES (0, 0)")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.execute("DROP TABLE telemetry_compaction")
     op.execute("ALTER VIEW telemetry RENAME TO telemetry_points")
     op.execute(
         """
