@@ -54,6 +54,13 @@ async def test_points_read_back_across_transactions_and_kinds(store: Store, db_u
                 ],
             )
         )
+        # one point per series in a transaction, of every kind (the writer's short path)
+        await w.write(
+            WriteBatch(
+                "acme",
+                telemetry=[row("m2", k, 8, v) for k, v in (("b", True), ("i", 5), ("f", 0.5), ("s", "a"), ("j", [1]))],
+            )
+        )
         # equal timestamps: within one batch the later one wins, and a later transaction wins
         await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 30, -1), row("m1", "v", 30, -2)]))
         await w.write(WriteBatch("acme", telemetry=[row("m1", "v", 100, -10)]))
@@ -71,7 +78,11 @@ async def test_points_read_back_across_transactions_and_kinds(store: Store, db_u
     assert [p["value"] for p in x] == [1, 2.5, "three", True, {"a": [1]}]
     both = await data.telemetry("m1", None, 0, 6)
     assert sorted(both) == ["x"] and len(both["x"]) == 5
-    assert await data.telemetry("m2", None, 0, 100) == {"v": [{"ts": 7, "value": 70}]}
+    m2 = await data.telemetry("m2", None, 0, 100)
+    assert {k: [p["value"] for p in pts] for k, pts in m2.items()} == {
+        "v": [70], "b": [True], "i": [5], "f": [0.5], "s": ["a"], "j": [[1]]
+    }  # fmt: skip
+    assert (await data.latest("m2", ["j"]))["j"] == {"ts": 8, "value": [1]}
     assert (await data.latest("m1", ["v"]))["v"] == {"ts": 100, "value": -10}
     agg = await data.aggregate("m1", ["v"], 0, 100, 50, "sum")
     assert agg == {
@@ -85,7 +96,7 @@ async def test_points_read_back_across_transactions_and_kinds(store: Store, db_u
     assert n == 15
     await store.devices.delete("acme", "m1")
     assert await data.telemetry("m1", None, 0, 1000) == {}
-    assert await data.telemetry("m2", None, 0, 100) == {"v": [{"ts": 7, "value": 70}]}
+    assert await data.telemetry("m2", None, 0, 100) == m2
 
 
 def _alembic(conn: Connection, rev: str, up: bool) -> None:

@@ -571,17 +571,39 @@ def chunk_rows(rows: list[Row]) -> tuple[list[Chunk], list[Row]]:
     newest row of each series (highest ts, the later one among equal ts), both in key order.
 
     Two stable sorts on one string each (devices, then the keys of one device) and a
-    ``zip`` per series keep the per-point work in C: this runs over every point stored."""
+    ``zip`` per series keep the per-point work in C: this runs over every point stored. A series
+    with one point in the transaction (many devices, few points each) skips the zip."""
     chunks: list[Chunk] = []
     latest: list[Row] = []
+    add_chunk, add_latest = chunks.append, latest.append
     for _dev, per_device in groupby(sorted(rows, key=_DEVICE), _DEVICE):
-        for _key, per_series in groupby(sorted(per_device, key=_KEY), _KEY):
+        device_rows = list(per_device)
+        if len(device_rows) > 1:
+            device_rows.sort(key=_KEY)
+        for _key, per_series in groupby(device_rows, _KEY):
             series = list(per_series)
+            if len(series) == 1:
+                r = series[0]
+                add_latest(r)
+                add_chunk(
+                    (
+                        r[0],
+                        r[1],
+                        r[2],
+                        r[2],
+                        (r[2],),
+                        r[3],
+                        None if r[4] is None else (r[4],),
+                        None if r[5] is None else (r[5],),
+                        None if r[6] is None else (r[6],),
+                    )
+                )
+                continue
             dev, key, ts, kind, v_int, v_float, v_str = zip(*series, strict=True)
             n, newest = len(ts), max(ts)
             last = n - 1 if ts[-1] == newest else n - 1 - ts[::-1].index(newest)
-            latest.append(series[last])
-            chunks.append(
+            add_latest(series[last])
+            add_chunk(
                 (
                     dev[0],
                     key[0],
