@@ -6,8 +6,10 @@ database per test. Nodes listen on 127.0.0.1 with port 0.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +22,27 @@ from gatehub.config import Settings
 from gatehub.node import Node
 
 _counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+async def _asyncio_stacks_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Shortly before pytest-timeout fails a hanging test, print the stack of every asyncio task
+    in its loop: a test that hangs is almost always one awaiting something that never comes, and
+    the thread stacks pytest-timeout prints show only the idle event loop."""
+    limit = float(request.config.getini("timeout") or 0)
+    if limit <= 20:
+        yield
+        return
+
+    def dump() -> None:
+        print(f"\n--- {request.node.nodeid}: asyncio tasks after {limit - 15:.0f} s ---", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            print(task, file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+
+    handle = asyncio.get_running_loop().call_later(limit - 15, dump)
+    yield
+    handle.cancel()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -124,7 +125,7 @@ async def test_cable_pulled_while_a_sub_device_is_deleted_locally(h: TbHub, tmp_
         await mqtt.stop_listener("tcp", close_sessions=True)  # the cable is pulled
         await until(lambda: agent.link is None, what="disconnected")
         s.delete("th-2")  # a user deletes th-2 on the gateway's own web page
-        await agent.settled()
+        await asyncio.wait_for(agent.settled(), 20)
         assert names(agent, "RemovedDevList") == ["th-2"]
         assert names(agent, "LocalTopoList") == ["th-1"]
         assert names(agent, "LocalDevList") == ["th-1"]
@@ -152,7 +153,7 @@ async def test_new_sub_device_while_offline(h: TbHub, tmp_path: Path) -> None:
         await mqtt.stop_listener("tcp", close_sessions=True)
         await until(lambda: agent.link is None, what="disconnected")
         s.add(device("th-3"))
-        await agent.settled()
+        await asyncio.wait_for(agent.settled(), 20)
         assert names(agent, "LocalDevList") == ["th-1", "th-3"]
         assert names(agent, "LocalTopoList") == ["th-1"]  # not proxied yet
         assert await h.store.devices.find_by_name(TENANT, "th-3") is None
