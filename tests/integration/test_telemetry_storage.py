@@ -21,17 +21,23 @@ from gatehub.store.db import alembic_config
 from gatehub.store.tables import telemetry
 
 
-@pytest.fixture
-async def store(db_url: str):  # type: ignore[no-untyped-def]
-    db = Database.open(db_url)
+async def _meters(url: str) -> Store:
+    """A migrated database with tenant acme and two direct devices, m1 and m2."""
+    db = Database.open(url)
     await db.migrate()
     st = Store(db)
     await st.accounts.create_tenant("acme")
     await st.catalog.create_product("acme", "meter", node_type=NodeType.DIRECT)
     for d in ("m1", "m2"):
         await st.devices.create("acme", d, "meter", device_id=d)
+    return st
+
+
+@pytest.fixture
+async def store(db_url: str):  # type: ignore[no-untyped-def]
+    st = await _meters(db_url)
     yield st
-    await db.close()
+    await st.db.close()
 
 
 async def test_points_read_back_across_transactions_and_kinds(store: Store, db_url: str) -> None:
@@ -159,12 +165,8 @@ async def test_compaction_merges_small_chunks_and_keeps_every_read(pg_base_url: 
     from tests.conftest import _create_pg_database
 
     url = await _create_pg_database(pg_base_url)
-    db = Database.open(url)
-    await db.migrate()
-    st = Store(db)
-    await st.accounts.create_tenant("acme")
-    await st.catalog.create_product("acme", "meter", node_type=NodeType.DIRECT)
-    await st.devices.create("acme", "m1", "meter", device_id="m1")
+    st = await _meters(url)
+    db = st.db
     day = 86_400_000
     w = IngestWriter(url, batch_rows=1)  # a chunk per series and batch, like a slow reporter's
     await w.start()
