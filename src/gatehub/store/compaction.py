@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from gatehub.store.db import Database
+from gatehub.store.tables import telemetry_compaction as marks
 
 if TYPE_CHECKING:
     from gatehub.node import Component, Node
@@ -98,7 +99,7 @@ class ChunkCompactor:
 
     async def run_once(self) -> CompactionResult:
         async with self.db.begin() as c:
-            row = (await c.execute(text("SELECT done_upto, next_upto FROM telemetry_compaction"))).one()
+            row = (await c.execute(select(marks.c.done_upto, marks.c.next_upto))).one()
             lo, hi = int(row.done_upto), int(row.next_upto)
             # the highest number handed out so far (0 before the first: last_value is 1 then too)
             seen = text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM telemetry_chunk_seq")
@@ -131,8 +132,7 @@ class ChunkCompactor:
             after = (r.last_device, r.last_key)
         async with self.db.begin() as c:
             await c.execute(
-                text("UPDATE telemetry_compaction SET done_upto = :hi, next_upto = :now WHERE done_upto = :lo"),
-                {"lo": lo, "hi": hi, "now": max(int(now), hi)},
+                update(marks).where(marks.c.done_upto == lo).values(done_upto=hi, next_upto=max(int(now), hi))
             )
         return result
 
