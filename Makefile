@@ -1,5 +1,6 @@
 # gatehub — `make run` starts a hub on the embedded defaults, `make test` runs the whole suite.
-# Both set up everything they need first (a virtualenv in .venv with gatehub and its tools).
+# Both set up everything they need first: uv (pinned, from PyPI, in .uv/), then a virtualenv in
+# .venv with exactly the versions in uv.lock (gatehub itself, its extras and every dev tool).
 
 # the first interpreter that really runs and is 3.11+ (pyenv shims exist for inactive versions)
 PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
@@ -8,15 +9,40 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# uv installs and checks the lock; its own version and hashes are in scripts/uv-requirements.txt
+UV_DIR := .uv
+UV     := $(UV_DIR)/bin/uv
+# `make lock UPGRADE=0` re-resolves after a pyproject.toml edit and keeps every other pin
+UPGRADE ?= 1
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+LOCK_HINT := uv.lock does not match pyproject.toml: run 'make lock' (newest versions) or 'make lock UPGRADE=0' (only what changed), then commit uv.lock
 
-.PHONY: install compile run test lint typecheck unit bench grpc-gen grpc-check clean
+.PHONY: install compile run test lint typecheck unit bench grpc-gen grpc-check lock lock-check lock-interop clean
 
-$(STAMP): pyproject.toml
+$(UV): scripts/uv-requirements.txt
 	@test -n "$(PYTHON)" || { echo "gatehub needs Python 3.11+ (python3.11 or newer on PATH)"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,agent]'
+	@test -x $(UV_DIR)/bin/python || $(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r scripts/uv-requirements.txt
+	@touch $(UV)
+
+# fails with LOCK_HINT when pyproject.toml and uv.lock disagree (nothing is installed then)
+lock-check: $(UV)
+	@$(UV) lock --check --python $(PYTHON) -q || { echo "error: $(LOCK_HINT)" >&2; exit 1; }
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	@$(MAKE) --no-print-directory lock-check
+	$(UV) sync --frozen --python $(PYTHON) --extra dev --extra agent -q
 	@touch $(STAMP)
+
+# refresh uv.lock: every package to the newest version the ranges in pyproject.toml allow
+lock: $(UV)
+	$(UV) lock --python $(PYTHON) $(if $(filter 1,$(UPGRADE)),--upgrade)
+	@echo "uv.lock refreshed: run 'make test', then commit uv.lock"
+
+# the third-party clients' virtualenvs (tests/interop/locks/*.in -> *.txt); a deliberate change
+lock-interop: $(UV)
+	$(UV_DIR)/bin/python scripts/lock_interop.py --uv $(UV)
 
 # byte-compiled once: every `gatehub` process (the CLI, hubs the tests start) then skips
 # compiling the package, which it would do on each start where PYTHONDONTWRITEBYTECODE is set
@@ -36,7 +62,7 @@ typecheck: install
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no tests; that is reported, not hidden as success of a real run
-test: install lint typecheck
+test: lock-check install lint typecheck
 	@if [ -f scripts/gen_grpc.py ]; then $(BIN)/python scripts/gen_grpc.py --check; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
@@ -54,4 +80,4 @@ grpc-check: install
 	$(BIN)/python scripts/gen_grpc.py --check
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(UV_DIR) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -1,8 +1,11 @@
 """Virtualenvs of the real third-party clients, each of its own, created once and cached.
 
-A client (``tb-mqtt-client``, ``thingsboard-gateway``) is installed with pinned versions into
-``.venv-interop/<name>`` (gitignored; ``GATEHUB_INTEROP_DIR`` moves it) and scripts run in it as
-subprocesses, never imported into the test process. Pre-installs follow PROTOCOLS.md: both
+A client (``tb-mqtt-client``, ``thingsboard-gateway``) is installed into ``.venv-interop/<name>``
+(gitignored; ``GATEHUB_INTEROP_DIR`` moves it) from its lock, ``locks/<name>.txt``: the whole
+dependency tree at exact versions with hashes (``pip --require-hashes --no-deps``), so an upstream
+release cannot change what a test runs against. The direct pins are in ``locks/<name>.in``;
+``make lock-interop`` rewrites the ``.txt`` files from them (a deliberate change). Scripts run in
+the venv as subprocesses, never imported into the test process. Pre-installs follow PROTOCOLS.md: both
 clients pip-install missing modules at import time, so those are installed here first.
 Scripts get a clean environment: no proxy to the outside (HTTPS_PROXY points at a closed
 loopback port), and none of the variables that silently override thingsboard-gateway's config.
@@ -13,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,18 +29,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("GATEHUB_INTEROP_DIR", ROOT / ".venv-interop"))
 
-CLIENTS: dict[str, list[str]] = {
-    "tb-mqtt-client": ["mmh3==5.3.1", "tb-mqtt-client==1.13.14"],
-    "pymodbus": ["pymodbus==3.9.2"],
-    "thingsboard-gateway": [
-        "pymodbus==3.9.2",
-        "pyserial==3.5",
-        "pyserial-asyncio==0.6",
-        "mmh3==5.3.1",
-        "thingsboard-gateway==3.8.5",
-    ],
-    "aliyun-iot-linkkit": ["paho-mqtt==1.6.1", "crcmod==1.7", "aliyun-iot-linkkit==1.2.13"],
-}
+LOCKS = Path(__file__).resolve().parent / "locks"
+CLIENTS = sorted(p.stem for p in LOCKS.glob("*.in"))
 OVERRIDING_ENV = ("host", "port", "type", "accessToken", "username", "password", "caCert", "privateKey", "cert")
 
 
@@ -54,29 +49,61 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)", re.MULTILINE)
+
+
+def _pins(text: str) -> dict[str, str]:
+    return {m.group(1).lower().replace("_", "-"): m.group(2) for m in _PIN.finditer(text)}
+
+
+def locked_requirements(name: str) -> str:
+    """The text of client ``name``'s lock, after checking that it holds each pin of its ``.in``."""
+    source, lock = LOCKS / f"{name}.in", LOCKS / f"{name}.txt"
+    if not lock.exists():
+        raise RuntimeError(f"{lock} is missing: run 'make lock-interop'")
+    text = lock.read_text()
+    locked = _pins(text)
+    stale = [f"{n}=={v}" for n, v in _pins(source.read_text()).items() if locked.get(n) != v]
+    if stale:
+        raise RuntimeError(f"{lock.name} does not match {source.name} ({', '.join(stale)}): run 'make lock-interop'")
+    return text
+
+
 def ensure_venv(name: str, timeout: float = 900.0) -> Path:
-    """The python of client ``name``'s virtualenv, created and installed on first use.
-    When the packages cannot be installed the test is skipped with the reason, or fails under CI."""
-    pins = CLIENTS[name]
+    """The python of client ``name``'s virtualenv, created and installed from its lock on first use
+    (made anew when the lock changes). When the packages cannot be installed the test is skipped
+    with the reason, or fails under CI."""
+    want = locked_requirements(name)
     venv = CACHE / name
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
-    want = "\n".join(pins)
     with _lock(CACHE / f".{name}.lock"):
         if stamp.exists() and stamp.read_text() == want and python.exists():
             return python
         try:
-            if not python.exists():
-                subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True, timeout=120)
+            if venv.exists():
+                shutil.rmtree(venv)
+            subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True, timeout=120)
             subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins],
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    "--require-hashes",
+                    "-r",
+                    str(LOCKS / f"{name}.txt"),
+                ],
                 check=True,
                 timeout=timeout,
                 capture_output=True,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             out = getattr(exc, "stderr", b"") or b""
-            why = f"could not install {name} ({' '.join(pins)}): {out.decode(errors='replace')[-500:]}"
+            why = f"could not install {name} from {name}.txt: {out.decode(errors='replace')[-500:]}"
             if os.environ.get("CI"):  # in CI the interop evidence is required, never skipped
                 pytest.fail(why)
             pytest.skip(why)
@@ -117,5 +144,5 @@ def start_script(
 
 
 if __name__ == "__main__":  # python -m tests.interop.venvs [name ...]: prepare the venvs ahead of a test run
-    for n in sys.argv[1:] or list(CLIENTS):
+    for n in sys.argv[1:] or CLIENTS:
         print(n, ensure_venv(n))
