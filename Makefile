@@ -28,7 +28,7 @@ $(UV): scripts/uv-requirements.txt
 
 # fails with LOCK_HINT when pyproject.toml and uv.lock disagree (nothing is installed then)
 lock-check: $(UV)
-	@$(UV) lock --check --python $(PYTHON) -q || { echo "error: $(LOCK_HINT)" >&2; exit 1; }
+	@$(UV) lock --check --offline --python $(PYTHON) -q || { echo "error: $(LOCK_HINT)" >&2; exit 1; }
 
 $(STAMP): pyproject.toml uv.lock $(UV)
 	@$(MAKE) --no-print-directory lock-check
