@@ -75,6 +75,8 @@ def serve(
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # alembic (1.17+) logs a line per built-in plugin at INFO on every start: noise; migrations still log
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from gatehub.node import run_loop
     from gatehub.node import serve as serve_node
 
