@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,9 @@ from typer.testing import CliRunner
 from gatehub.cli.main import app
 from gatehub.pki import CertificateAuthority, CertKind, IssuedCertificate, PKIName, parse_certificate
 from tests.integration.gsdk_client import CALL_TIMEOUT, running_master
+from tests.integration.mqtt_helpers import V5, Paho
+
+GATEHUB = shutil.which("gatehub", path=str(Path(sys.executable).parent)) or "gatehub"
 
 
 async def _cli(env: dict[str, str], *args: str) -> Any:
@@ -152,3 +158,65 @@ async def test_cli_blacklist_reaches_a_running_hub(tmp_path: Path, db_url: str) 
         async with m.channel(cert) as ch:
             md = await m.login(ch, cert)
             await m.gateway(ch).GetList(m.g.gateway_pb2.GetListRequest(), metadata=md, timeout=CALL_TIMEOUT)
+
+
+class _TimedPaho(Paho):
+    """Notes when paho saw the connection end (its own thread), for the latency below."""
+
+    closed_at: float | None = None
+
+    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.monotonic()
+        super()._on_disconnect(c, u, flags, rc, props)
+
+
+async def test_cli_blacklist_closes_a_live_mqtts_session_at_once(tmp_path: Path, db_url: str) -> None:
+    """`gatehub cert blacklist add` run as a process reaches the running hub through its control
+    socket: the gateway's MQTT/TLS session is closed (0x87) before the poll, set to 30 s here,
+    could have done it; the measured latency from the command's exit to the close is printed."""
+    async with running_master(tmp_path, db_url, mqtts_port=0, pki_blacklist_poll=30.0) as m:
+        g, node = m.g, m.node
+        assert node.pki is not None
+        cert = await m.tenant("acme")
+        async with m.channel(cert) as ch:
+            md = await m.login(ch, cert)
+            gw = m.gateway(ch)
+            await gw.Add(g.gateway_pb2.AddRequest(gatewayIDs=["line-1"]), metadata=md, timeout=CALL_TIMEOUT)
+            made = await gw.CreateCertificate(
+                g.gateway_pb2.CreateCertificateRequest(
+                    gatewayID="line-1", subject=g.cert_pb2.PKIName(commonName="line 1"), expireAfterYears=1
+                ),
+                metadata=md,
+                timeout=CALL_TIMEOUT,
+            )
+            hist = await gw.GetIssuanceHistory(
+                g.gateway_pb2.GetIssuanceHistoryRequest(gatewayIDs=["line-1"]), metadata=md, timeout=CALL_TIMEOUT
+            )
+        serial = hist.certInfos[-1].serialNO
+        assert (tmp_path / "var" / "hub.sock").is_socket()
+        c = _TimedPaho("line-1-tls", V5)
+        try:
+            rc, _ = await c.connect(
+                node.endpoints.extra["mqtt_tls"], tls=node.pki.client_context(made.gatewayCert, made.gatewayKey)
+            )
+            assert rc == 0
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHUB_")}
+            env.update(_env(tmp_path, db_url))
+            proc = await asyncio.create_subprocess_exec(
+                GATEHUB, "cert", "blacklist", "add", str(serial), "--json", env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            exited = time.monotonic()
+            assert proc.returncode == 0, err.decode()
+            assert json.loads(out)[0]["blacklisted"] is True
+            assert b"warning" not in err, err.decode()
+            reason = await c.disconnected(timeout=5)
+            assert reason == 0x87  # not authorized
+            assert c.closed_at is not None
+            latency = c.closed_at - exited
+            print(f"CLI exit -> MQTT/TLS session closed: {latency * 1000:.1f} ms")
+            assert latency < 2.0  # the poll (30 s) cannot have done it
+        finally:
+            c.stop()

@@ -16,8 +16,11 @@ Certificates and keys are written as PEM files (``NAME.crt``, ``NAME.key`` with 
 ``ca.crt``) into ``--out`` (default: the current folder), ready for a gateway or G-SDK client.
 The server certificate goes to the CA folder (``{data_dir}/pki/server.crt``), where the hub's
 TLS listeners take it from. Every certificate is recorded in the issuance history of the
-database named by the settings. A running hub notices blacklist changes made here within
-``pki_blacklist_poll`` seconds (default 1).
+database named by the settings. A blacklist change made here is written to the database and
+then announced to the hub running on the same data folder through its control socket
+(``{data_dir}/hub.sock``, see :mod:`gatehub.control`): the command returns after that hub
+applied it (revoked sessions closed). A hub it cannot reach, or one on another machine, notices
+the change within ``pki_blacklist_poll`` seconds (default 1).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gatehub.cli.common import ConfigOpt, JsonOpt, console, emit, opened_store, run, settings_from
+from gatehub.cli.common import ConfigOpt, JsonOpt, console, emit, err_console, opened_store, run, settings_from
 from gatehub.config import Settings
 from gatehub.errors import InvalidInput
 from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName, build_crl
@@ -241,6 +244,13 @@ def _set_blacklist(serials: list[int], flag: bool, tenant: str | None, config: s
         return [_row(r) for r in recs]
 
     result: list[dict[str, Any]] = run(go)
+    from gatehub.control import notify
+
+    problem = notify(settings.data_dir, "blacklist")
+    if problem is not None:
+        err_console.print(
+            f"[yellow]warning:[/yellow] {problem}; it applies the change within pki_blacklist_poll seconds"
+        )
     return result
 
 
