@@ -32,7 +32,7 @@ import typer
 
 from gatehub.cli.common import ConfigOpt, JsonOpt, console, emit, err_console, opened_store, run, settings_from
 from gatehub.config import Settings
-from gatehub.errors import InvalidInput
+from gatehub.errors import ConfigError, InvalidInput
 from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName, build_crl
 from gatehub.pki.ca import write_atomic
 from gatehub.pki.tls import SERVER_CERT_FILE, SERVER_KEY_FILE
@@ -82,6 +82,20 @@ def _summary(issued: IssuedCertificate, files: list[str]) -> dict[str, Any]:
         "expiryDate": issued.not_after,
         "files": files,
     }
+
+
+def _load_ca(settings: Settings) -> CertificateAuthority:
+    """The hub CA, or an error that says how to make it."""
+    d = settings.pki_dir
+    if not (d / "ca.key").exists() and not (d / "ca.crt").exists():
+        raise ConfigError(
+            f"there is no hub CA in {d} yet: run `gatehub cert init` first "
+            "(it creates the CA, the hub's server certificate and an admin certificate)"
+        )
+    try:
+        return CertificateAuthority.load(d)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message}; restore the CA files or see `gatehub cert init --help`") from None
 
 
 def _registry(store: Store, ca: CertificateAuthority) -> GatewayRegistry:
@@ -143,7 +157,7 @@ def cert_server(
     settings = settings_from(config)
 
     async def go() -> Any:
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         return await _server_and_admin(settings, ca, host, years, out)
 
     emit(run(go), json, _COLUMNS, title="certificates")
@@ -168,7 +182,7 @@ def cert_tenant(
 
     async def go() -> Any:
         subject = _subject(country, province, city, org, unit, cn)
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             issued = await _registry(store, ca).create_tenant_certificate(tenant_id, subject, years)
         return _summary(issued, _write(out, tenant_id, issued, ca))
@@ -196,7 +210,7 @@ def cert_gateway(
 
     async def go() -> Any:
         subject = _subject(country, province, city, org, unit, cn)
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             issued = await _registry(store, ca).create_gateway_certificate(tenant, gateway_id, subject, years)
         return _summary(issued, _write(out, gateway_id, issued, ca))
@@ -238,7 +252,7 @@ def _set_blacklist(serials: list[int], flag: bool, tenant: str | None, config: s
     settings = settings_from(config)
 
     async def go() -> Any:
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             recs = await _registry(store, ca).set_blacklisted(serials, flag, tenant_id=tenant)
         return [_row(r) for r in recs]
@@ -304,7 +318,7 @@ def cert_crl(
     settings = settings_from(config)
 
     async def go() -> Any:
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             return build_crl(ca, (await store.certificates.blacklist()).items())
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) loads only for commands tha
 
 T = TypeVar("T")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error message is never cut into lines
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file", envvar="GATEHUB_CONFIG")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of a table")

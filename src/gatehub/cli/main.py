@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 import gatehub
-from gatehub.cli import cert, devicelink, manage, provisioning
+from gatehub.cli import cert, devicelink, manage, provisioning, telemetry
 from gatehub.cli.agent import agent_app
 from gatehub.cli.common import ConfigOpt, err_console, settings_from
 from gatehub.cli.demo import demo
@@ -24,6 +24,7 @@ app.add_typer(manage.apikey_app, name="apikey")
 app.add_typer(manage.product_app, name="product")
 app.add_typer(manage.gateway_app, name="gateway")
 app.add_typer(manage.device_app, name="device")
+app.add_typer(telemetry.telemetry_app, name="telemetry")
 app.add_typer(cert.cert_app, name="cert")
 assert provisioning.__name__  # its commands join the product, gateway and device groups
 app.add_typer(agent_app, name="agent")
