@@ -31,13 +31,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from gatehub.cli.common import ConfigOpt, JsonOpt, console, emit, err_console, opened_store, run, settings_from
-from gatehub.config import Settings
 from gatehub.errors import ConfigError, InvalidInput
-from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName, build_crl
-from gatehub.pki.ca import write_atomic
-from gatehub.pki.tls import SERVER_CERT_FILE, SERVER_KEY_FILE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the PKI (cryptography) and the store load inside the commands that use them
+    from gatehub.config import Settings
+    from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName
     from gatehub.registry import GatewayRegistry
     from gatehub.store import Store
     from gatehub.store.certificates import CertRecord
@@ -59,10 +57,14 @@ CnOpt = typer.Option("", "--cn", help="Subject common name (default: the tenant 
 
 
 def _subject(country: str, province: str, city: str, org: str, unit: str, cn: str) -> PKIName:
+    from gatehub.pki import PKIName
+
     return PKIName(country, province, city, org, unit, cn).validate()
 
 
 def _write(out: Path, name: str, issued: IssuedCertificate, ca: CertificateAuthority) -> list[str]:
+    from gatehub.pki.ca import write_atomic
+
     out.mkdir(parents=True, exist_ok=True)
     crt, key, ca_file = out / f"{name}.crt", out / f"{name}.key", out / "ca.crt"
     write_atomic(crt, issued.cert_pem.encode("ascii"), 0o644)
@@ -86,6 +88,8 @@ def _summary(issued: IssuedCertificate, files: list[str]) -> dict[str, Any]:
 
 def _load_ca(settings: Settings) -> CertificateAuthority:
     """The hub CA, or an error that says how to make it."""
+    from gatehub.pki import CertificateAuthority
+
     d = settings.pki_dir
     if not (d / "ca.key").exists() and not (d / "ca.crt").exists():
         raise ConfigError(
@@ -109,6 +113,9 @@ def _registry(store: Store, ca: CertificateAuthority) -> GatewayRegistry:
 async def _server_and_admin(
     settings: Settings, ca: CertificateAuthority, hosts: list[str], years: int, out: Path
 ) -> list[dict[str, Any]]:
+    from gatehub.pki.ca import write_atomic
+    from gatehub.pki.tls import SERVER_CERT_FILE, SERVER_KEY_FILE
+
     async with opened_store(settings) as (store, _):
         reg = _registry(store, ca)
         server = await reg.create_server_certificate(hosts or settings.tls_hosts, years)
@@ -136,6 +143,8 @@ def cert_init(
     settings = settings_from(config)
 
     async def go() -> Any:
+        from gatehub.pki import CertificateAuthority
+
         existed = (settings.pki_dir / "ca.key").exists()
         ca = CertificateAuthority.load_or_create(settings.pki_dir)
         if not json:
@@ -316,6 +325,8 @@ def cert_crl(
 ) -> None:
     """The CRL for the current blacklist, signed by the hub CA (a running hub serves it too)."""
     settings = settings_from(config)
+    from gatehub.pki import build_crl
+    from gatehub.pki.ca import write_atomic
 
     async def go() -> Any:
         ca = _load_ca(settings)
