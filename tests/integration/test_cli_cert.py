@@ -4,6 +4,7 @@ blacklist and history; a running hub picks up a blacklist change made on the com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -220,3 +221,84 @@ async def test_cli_blacklist_closes_a_live_mqtts_session_at_once(tmp_path: Path,
             assert latency < 2.0  # the poll (30 s) cannot have done it
         finally:
             c.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str, float]:
+    proc = await asyncio.create_subprocess_exec(
+        GATEHUB, *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode(), time.monotonic()
+
+
+async def test_cli_blacklist_reaches_gatehub_serve_at_once(tmp_path: Path) -> None:
+    """The same with the product as it ships: `gatehub serve` (its default loop) as a process,
+    provisioned with the CLI; the poll is 30 s."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHUB_")}
+    http, mqtts = _free_port(), _free_port()
+    env.update(
+        GATEHUB_DATA_DIR=str(tmp_path / "var"), GATEHUB_CONFIG="", GATEHUB_BIND_HOST="127.0.0.1",
+        GATEHUB_HTTP_PORT=str(http), GATEHUB_MQTTS_PORT=str(mqtts), GATEHUB_MQTT_PORT="-1",
+        GATEHUB_IOTDA_PORT="-1", GATEHUB_GRPC_PORT="-1", GATEHUB_DEVICELINK_PORT_MIN="-1",
+        GATEHUB_PKI_BLACKLIST_POLL="30", GATEHUB_LOG_LEVEL="warning",
+    )  # fmt: skip
+    out = tmp_path / "certs"
+    for args in (
+        ("tenant", "create", "acme"),
+        ("product", "create", "gw", "-t", "acme", "--node-type", "gateway"),
+        ("gateway", "create", "line-1", "-t", "acme", "-p", "gw", "--id", "line-1"),
+        ("cert", "init", "--out", str(out)),
+        ("cert", "gateway", "line-1", "-t", "acme", "--out", str(out)),
+    ):
+        code, _o, err, _t = await _run(env, *args)
+        assert code == 0, (args, err)
+    serial = json.loads((await _run(env, "cert", "history", "--gateway", "line-1", "--json"))[1])[-1]["serialNO"]
+    hub = await asyncio.create_subprocess_exec(
+        GATEHUB, "serve", env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"http://127.0.0.1:{http}/healthz", timeout=1)).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("gatehub serve did not become healthy")
+        assert (tmp_path / "var" / "hub.sock").is_socket()
+        from gatehub.pki import client_context
+
+        tls = client_context(
+            (out / "ca.crt").read_text(), (out / "line-1.crt").read_text(), (out / "line-1.key").read_text()
+        )
+        c = _TimedPaho("line-1-tls", V5)
+        try:
+            rc, _ = await c.connect(mqtts, tls=tls)
+            assert rc == 0
+            code, _o, err, exited = await _run(env, "cert", "blacklist", "add", str(serial))
+            assert code == 0 and "warning" not in err, err
+            assert await c.disconnected(timeout=5) == 0x87
+            assert c.closed_at is not None
+            print(f"gatehub serve: CLI exit -> MQTT/TLS session closed: {(c.closed_at - exited) * 1000:.1f} ms")
+            assert c.closed_at - exited < 2.0
+        finally:
+            c.stop()
+    finally:
+        hub.terminate()
+        _o, err = await asyncio.wait_for(hub.communicate(), 30)
+    assert hub.returncode == 0, err.decode()
+    assert not (tmp_path / "var" / "hub.sock").exists()  # removed on a clean stop
