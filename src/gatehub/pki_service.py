@@ -7,9 +7,12 @@ Built first among the optional components (see :mod:`gatehub.components`). It
 - adds the ``/api/v1/certificates`` routes (CRL, CA certificate, issuance, blacklist);
 - records the hub's TLS server certificate in the issuance history (the TLS context provider
   issues it before the database is wired to it);
+- listens on the control socket ``{data_dir}/hub.sock`` (:mod:`gatehub.control`): after
+  ``gatehub cert blacklist`` (another process) changed the database it asks there, and this
+  service re-reads the blacklist and closes the revoked sessions before answering;
 - every ``pki_blacklist_poll`` seconds compares the database blacklist with the one the TLS
-  listeners use and reloads it when they differ: that is how a change made with
-  ``gatehub cert blacklist`` (another process) or by another node reaches this one.
+  listeners use and reloads it when they differ: the fallback for a CLI that could not reach
+  the socket, and how a change made by another node (a shared PostgreSQL database) reaches this one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from gatehub.control import ControlServer
 from gatehub.registry import GatewayRegistry
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ class PkiService:
         self.node = node
         self.registry = registry
         self._task: asyncio.Task[None] | None = None
+        self.control = ControlServer(node.settings.data_dir, {"blacklist": self.check_blacklist})
 
     async def start(self) -> None:
         pki = self.node.pki
@@ -43,6 +48,7 @@ class PkiService:
         server = pki.server_certificate
         if await self.registry.record_server_certificate(server.serial, server.cert_pem):
             log.info("recorded the hub server certificate %d in the issuance history", server.serial)
+        await self.control.start()
         interval = self.node.settings.pki_blacklist_poll
         if interval > 0:
             self._task = asyncio.get_running_loop().create_task(self._watch(interval), name="pki-blacklist-watch")
@@ -66,6 +72,7 @@ class PkiService:
                 log.warning("checking the certificate blacklist failed: %s", exc)
 
     async def stop(self) -> None:
+        await self.control.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -196,3 +196,88 @@ async def test_serve_help_lists_every_setting(cli: Cli) -> None:
         missing_env = [n for n in Settings.model_fields if f"GATEHUB_{n.upper()}" not in words]
         assert missing_env == []
     assert helps[2].out.strip() == gatehub.__version__
+
+
+async def _store_points(data_dir: Path, tenant: str, device_id: str, body: Any) -> None:
+    """Points as the hub stores them (its ingest writer), into the CLI's database."""
+    from gatehub.cli.common import opened_store
+    from gatehub.domain.telemetry import flatten_points
+    from gatehub.store import WriteBatch
+
+    settings = Settings.model_validate({"data_dir": data_dir})
+    async with opened_store(settings, with_writer=True) as (_store, writer):
+        assert writer is not None
+        rows: list[Any] = []
+        flatten_points(device_id, body, 0, rows)
+        await writer.write(WriteBatch(tenant, telemetry=rows))
+
+
+async def test_telemetry_latest_range_count(cli: Cli) -> None:
+    await cli.run("tenant", "create", "acme")
+    await cli.run("product", "create", "meter", "--tenant", "acme")
+    dev = (await cli.run("device", "create", "m1", "-t", "acme", "-p", "meter", "--json")).json()
+    t0 = 1_780_000_000_000
+    await _store_points(
+        cli.data_dir,
+        "acme",
+        dev["id"],
+        [{"ts": t0 + i * 1000, "values": {"temp": 20 + i, "state": f"s{i}"}} for i in range(5)],
+    )
+    latest, rng, agg, count, some, table = await cli.many(
+        ("telemetry", "latest", dev["id"], "-t", "acme", "--json"),
+        ("telemetry", "range", dev["id"], "-t", "acme", "--keys", "temp", "--start", str(t0 + 1000),
+         "--end", str(t0 + 4000), "--json"),
+        ("telemetry", "range", dev["id"], "-t", "acme", "-k", "temp", "--start", str(t0), "--end",
+         str(t0 + 5000), "--agg", "max", "--interval", "2000", "--json"),
+        ("telemetry", "count", dev["id"], "-t", "acme", "--json"),
+        ("telemetry", "count", dev["id"], "-t", "acme", "--keys", "state", "--start", "2026-05-28T20:26:41Z",
+         "--json"),
+        ("telemetry", "latest", dev["id"], "-t", "acme"),
+    )  # fmt: skip
+    assert latest.json() == {"state": {"ts": t0 + 4000, "value": "s4"}, "temp": {"ts": t0 + 4000, "value": 24}}
+    assert rng.json() == {"temp": [{"ts": t0 + i * 1000, "value": 20 + i} for i in (1, 2, 3)]}
+    assert [(b["ts"], b["value"]) for b in agg.json()["temp"]] == [(t0, 21.0), (t0 + 2000, 23.0), (t0 + 4000, 24.0)]
+    assert count.json() == {"total": 10, "keys": {"state": 5, "temp": 5}}
+    # 2026-05-28T20:26:41Z is t0 + 1000 ms
+    assert some.json() == {"total": 4, "keys": {"state": 4}}
+    assert "temp" in table.out and "24" in table.out and "2026-05-28T20:26:44.000Z" in table.out
+    bad = await cli.run("telemetry", "range", dev["id"], "-t", "acme", "--start", "yesterday", code=2)
+    assert "--start must be" in ANSI.sub("", bad.err)
+    missing = await cli.run("telemetry", "latest", "nope", "-t", "acme", code=2)
+    assert "nope not found" in missing.err
+
+
+async def test_device_create_secret(cli: Cli) -> None:
+    await cli.run("tenant", "create", "acme")
+    await cli.run("product", "create", "meter", "--tenant", "acme")
+    given, generated, short = await asyncio.gather(
+        cli.run("device", "create", "m1", "-t", "acme", "-p", "meter", "--secret", "s3cret-of-m1", "--json"),
+        cli.run("device", "create", "m2", "-t", "acme", "-p", "meter"),
+        cli.run("device", "create", "m3", "-t", "acme", "-p", "meter", "--secret", "short", code=2),
+    )
+    assert given.json()["secret"] == "s3cret-of-m1"
+    store_secret = await _device_secret(cli.data_dir, "acme", "meter_m1")
+    assert store_secret == "s3cret-of-m1"
+    m2 = await _device_secret(cli.data_dir, "acme", "meter_m2")
+    assert f"secret: {m2}" in generated.out and "shown once" in generated.err
+    assert short.code == 2 and "--secret must be 8-128 characters" in ANSI.sub("", short.err)
+
+
+async def _device_secret(data_dir: Path, tenant: str, device_id: str) -> str:
+    from gatehub.cli.common import opened_store
+
+    async with opened_store(Settings.model_validate({"data_dir": data_dir})) as (store, _):
+        return (await store.devices.get(tenant, device_id)).secret
+
+
+async def test_cert_before_init_says_to_run_init(cli: Cli, tmp_path: Path) -> None:
+    await cli.run("tenant", "create", "acme")
+    tenant, gateway = await asyncio.gather(
+        cli.run("cert", "tenant", "acme", "--out", str(tmp_path / "out"), code=1),
+        cli.run("cert", "gateway", "g1", "-t", "acme", "--out", str(tmp_path / "out"), code=1),
+    )
+    for res in (tenant, gateway):
+        assert res.code == 1
+        assert "run `gatehub cert init` first" in ANSI.sub("", res.err), res.err
+    await cli.run("cert", "init", "--out", str(tmp_path / "out"))
+    await cli.run("cert", "tenant", "acme", "--out", str(tmp_path / "out"))

@@ -4,8 +4,12 @@ blacklist and history; a running hub picks up a blacklist change made on the com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import shutil
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,9 @@ from typer.testing import CliRunner
 from gatehub.cli.main import app
 from gatehub.pki import CertificateAuthority, CertKind, IssuedCertificate, PKIName, parse_certificate
 from tests.integration.gsdk_client import CALL_TIMEOUT, running_master
+from tests.integration.mqtt_helpers import V5, Paho
+
+GATEHUB = shutil.which("gatehub", path=str(Path(sys.executable).parent)) or "gatehub"
 
 
 async def _cli(env: dict[str, str], *args: str) -> Any:
@@ -152,3 +159,146 @@ async def test_cli_blacklist_reaches_a_running_hub(tmp_path: Path, db_url: str) 
         async with m.channel(cert) as ch:
             md = await m.login(ch, cert)
             await m.gateway(ch).GetList(m.g.gateway_pb2.GetListRequest(), metadata=md, timeout=CALL_TIMEOUT)
+
+
+class _TimedPaho(Paho):
+    """Notes when paho saw the connection end (its own thread), for the latency below."""
+
+    closed_at: float | None = None
+
+    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.monotonic()
+        super()._on_disconnect(c, u, flags, rc, props)
+
+
+async def test_cli_blacklist_closes_a_live_mqtts_session_at_once(tmp_path: Path, db_url: str) -> None:
+    """`gatehub cert blacklist add` run as a process reaches the running hub through its control
+    socket: the gateway's MQTT/TLS session is closed (0x87) before the poll, set to 30 s here,
+    could have done it; the measured latency from the command's exit to the close is printed."""
+    async with running_master(tmp_path, db_url, mqtts_port=0, pki_blacklist_poll=30.0) as m:
+        g, node = m.g, m.node
+        assert node.pki is not None
+        cert = await m.tenant("acme")
+        async with m.channel(cert) as ch:
+            md = await m.login(ch, cert)
+            gw = m.gateway(ch)
+            await gw.Add(g.gateway_pb2.AddRequest(gatewayIDs=["line-1"]), metadata=md, timeout=CALL_TIMEOUT)
+            made = await gw.CreateCertificate(
+                g.gateway_pb2.CreateCertificateRequest(
+                    gatewayID="line-1", subject=g.cert_pb2.PKIName(commonName="line 1"), expireAfterYears=1
+                ),
+                metadata=md,
+                timeout=CALL_TIMEOUT,
+            )
+            hist = await gw.GetIssuanceHistory(
+                g.gateway_pb2.GetIssuanceHistoryRequest(gatewayIDs=["line-1"]), metadata=md, timeout=CALL_TIMEOUT
+            )
+        serial = hist.certInfos[-1].serialNO
+        assert (tmp_path / "var" / "hub.sock").is_socket()
+        c = _TimedPaho("line-1-tls", V5)
+        try:
+            rc, _ = await c.connect(
+                node.endpoints.extra["mqtt_tls"], tls=node.pki.client_context(made.gatewayCert, made.gatewayKey)
+            )
+            assert rc == 0
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHUB_")}
+            env.update(_env(tmp_path, db_url))
+            proc = await asyncio.create_subprocess_exec(
+                GATEHUB, "cert", "blacklist", "add", str(serial), "--json", env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            exited = time.monotonic()
+            assert proc.returncode == 0, err.decode()
+            assert json.loads(out)[0]["blacklisted"] is True
+            assert b"warning" not in err, err.decode()
+            reason = await c.disconnected(timeout=5)
+            assert reason == 0x87  # not authorized
+            assert c.closed_at is not None
+            latency = c.closed_at - exited
+            print(f"CLI exit -> MQTT/TLS session closed: {latency * 1000:.1f} ms")
+            assert latency < 2.0  # the poll (30 s) cannot have done it
+        finally:
+            c.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str, float]:
+    proc = await asyncio.create_subprocess_exec(
+        GATEHUB, *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode(), time.monotonic()
+
+
+async def test_cli_blacklist_reaches_gatehub_serve_at_once(tmp_path: Path) -> None:
+    """The same with the product as it ships: `gatehub serve` (its default loop) as a process,
+    provisioned with the CLI; the poll is 30 s."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHUB_")}
+    http, mqtts = _free_port(), _free_port()
+    env.update(
+        GATEHUB_DATA_DIR=str(tmp_path / "var"), GATEHUB_CONFIG="", GATEHUB_BIND_HOST="127.0.0.1",
+        GATEHUB_HTTP_PORT=str(http), GATEHUB_MQTTS_PORT=str(mqtts), GATEHUB_MQTT_PORT="-1",
+        GATEHUB_IOTDA_PORT="-1", GATEHUB_GRPC_PORT="-1", GATEHUB_DEVICELINK_PORT_MIN="-1",
+        GATEHUB_PKI_BLACKLIST_POLL="30", GATEHUB_LOG_LEVEL="warning",
+    )  # fmt: skip
+    out = tmp_path / "certs"
+    for args in (
+        ("tenant", "create", "acme"),
+        ("product", "create", "gw", "-t", "acme", "--node-type", "gateway"),
+        ("gateway", "create", "line-1", "-t", "acme", "-p", "gw", "--id", "line-1"),
+        ("cert", "init", "--out", str(out)),
+        ("cert", "gateway", "line-1", "-t", "acme", "--out", str(out)),
+    ):
+        code, _o, err, _t = await _run(env, *args)
+        assert code == 0, (args, err)
+    serial = json.loads((await _run(env, "cert", "history", "--gateway", "line-1", "--json"))[1])[-1]["serialNO"]
+    hub = await asyncio.create_subprocess_exec(
+        GATEHUB, "serve", env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"http://127.0.0.1:{http}/healthz", timeout=1)).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("gatehub serve did not become healthy")
+        assert (tmp_path / "var" / "hub.sock").is_socket()
+        from gatehub.pki import client_context
+
+        tls = client_context(
+            (out / "ca.crt").read_text(), (out / "line-1.crt").read_text(), (out / "line-1.key").read_text()
+        )
+        c = _TimedPaho("line-1-tls", V5)
+        try:
+            rc, _ = await c.connect(mqtts, tls=tls)
+            assert rc == 0
+            code, _o, err, exited = await _run(env, "cert", "blacklist", "add", str(serial))
+            assert code == 0 and "warning" not in err, err
+            assert await c.disconnected(timeout=5) == 0x87
+            assert c.closed_at is not None
+            print(f"gatehub serve: CLI exit -> MQTT/TLS session closed: {(c.closed_at - exited) * 1000:.1f} ms")
+            assert c.closed_at - exited < 2.0
+        finally:
+            c.stop()
+    finally:
+        hub.terminate()
+        _o, err = await asyncio.wait_for(hub.communicate(), 30)
+    assert hub.returncode == 0, err.decode()
+    assert not (tmp_path / "var" / "hub.sock").exists()  # removed on a clean stop

@@ -16,8 +16,11 @@ Certificates and keys are written as PEM files (``NAME.crt``, ``NAME.key`` with 
 ``ca.crt``) into ``--out`` (default: the current folder), ready for a gateway or G-SDK client.
 The server certificate goes to the CA folder (``{data_dir}/pki/server.crt``), where the hub's
 TLS listeners take it from. Every certificate is recorded in the issuance history of the
-database named by the settings. A running hub notices blacklist changes made here within
-``pki_blacklist_poll`` seconds (default 1).
+database named by the settings. A blacklist change made here is written to the database and
+then announced to the hub running on the same data folder through its control socket
+(``{data_dir}/hub.sock``, see :mod:`gatehub.control`): the command returns after that hub
+applied it (revoked sessions closed). A hub it cannot reach, or one on another machine, notices
+the change within ``pki_blacklist_poll`` seconds (default 1).
 """
 
 from __future__ import annotations
@@ -27,14 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gatehub.cli.common import ConfigOpt, JsonOpt, console, emit, opened_store, run, settings_from
-from gatehub.config import Settings
-from gatehub.errors import InvalidInput
-from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName, build_crl
-from gatehub.pki.ca import write_atomic
-from gatehub.pki.tls import SERVER_CERT_FILE, SERVER_KEY_FILE
+from gatehub.cli.common import ConfigOpt, JsonOpt, console, emit, err_console, opened_store, run, settings_from
+from gatehub.errors import ConfigError, InvalidInput
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the PKI (cryptography) and the store load inside the commands that use them
+    from gatehub.config import Settings
+    from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName
     from gatehub.registry import GatewayRegistry
     from gatehub.store import Store
     from gatehub.store.certificates import CertRecord
@@ -56,10 +57,14 @@ CnOpt = typer.Option("", "--cn", help="Subject common name (default: the tenant 
 
 
 def _subject(country: str, province: str, city: str, org: str, unit: str, cn: str) -> PKIName:
+    from gatehub.pki import PKIName
+
     return PKIName(country, province, city, org, unit, cn).validate()
 
 
 def _write(out: Path, name: str, issued: IssuedCertificate, ca: CertificateAuthority) -> list[str]:
+    from gatehub.pki.ca import write_atomic
+
     out.mkdir(parents=True, exist_ok=True)
     crt, key, ca_file = out / f"{name}.crt", out / f"{name}.key", out / "ca.crt"
     write_atomic(crt, issued.cert_pem.encode("ascii"), 0o644)
@@ -81,6 +86,22 @@ def _summary(issued: IssuedCertificate, files: list[str]) -> dict[str, Any]:
     }
 
 
+def _load_ca(settings: Settings) -> CertificateAuthority:
+    """The hub CA, or an error that says how to make it."""
+    from gatehub.pki import CertificateAuthority
+
+    d = settings.pki_dir
+    if not (d / "ca.key").exists() and not (d / "ca.crt").exists():
+        raise ConfigError(
+            f"there is no hub CA in {d} yet: run `gatehub cert init` first "
+            "(it creates the CA, the hub's server certificate and an admin certificate)"
+        )
+    try:
+        return CertificateAuthority.load(d)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message}; restore the CA files or see `gatehub cert init --help`") from None
+
+
 def _registry(store: Store, ca: CertificateAuthority) -> GatewayRegistry:
     # imported here: the store (SQLAlchemy, Alembic) loads only for commands that open it, not
     # for every start of the CLI (``gatehub agent`` on a gateway among them)
@@ -92,6 +113,9 @@ def _registry(store: Store, ca: CertificateAuthority) -> GatewayRegistry:
 async def _server_and_admin(
     settings: Settings, ca: CertificateAuthority, hosts: list[str], years: int, out: Path
 ) -> list[dict[str, Any]]:
+    from gatehub.pki.ca import write_atomic
+    from gatehub.pki.tls import SERVER_CERT_FILE, SERVER_KEY_FILE
+
     async with opened_store(settings) as (store, _):
         reg = _registry(store, ca)
         server = await reg.create_server_certificate(hosts or settings.tls_hosts, years)
@@ -119,6 +143,8 @@ def cert_init(
     settings = settings_from(config)
 
     async def go() -> Any:
+        from gatehub.pki import CertificateAuthority
+
         existed = (settings.pki_dir / "ca.key").exists()
         ca = CertificateAuthority.load_or_create(settings.pki_dir)
         if not json:
@@ -140,7 +166,7 @@ def cert_server(
     settings = settings_from(config)
 
     async def go() -> Any:
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         return await _server_and_admin(settings, ca, host, years, out)
 
     emit(run(go), json, _COLUMNS, title="certificates")
@@ -165,7 +191,7 @@ def cert_tenant(
 
     async def go() -> Any:
         subject = _subject(country, province, city, org, unit, cn)
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             issued = await _registry(store, ca).create_tenant_certificate(tenant_id, subject, years)
         return _summary(issued, _write(out, tenant_id, issued, ca))
@@ -193,7 +219,7 @@ def cert_gateway(
 
     async def go() -> Any:
         subject = _subject(country, province, city, org, unit, cn)
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             issued = await _registry(store, ca).create_gateway_certificate(tenant, gateway_id, subject, years)
         return _summary(issued, _write(out, gateway_id, issued, ca))
@@ -235,12 +261,19 @@ def _set_blacklist(serials: list[int], flag: bool, tenant: str | None, config: s
     settings = settings_from(config)
 
     async def go() -> Any:
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             recs = await _registry(store, ca).set_blacklisted(serials, flag, tenant_id=tenant)
         return [_row(r) for r in recs]
 
     result: list[dict[str, Any]] = run(go)
+    from gatehub.control import notify
+
+    problem = notify(settings.data_dir, "blacklist")
+    if problem is not None:
+        err_console.print(
+            f"[yellow]warning:[/yellow] {problem}; it applies the change within pki_blacklist_poll seconds"
+        )
     return result
 
 
@@ -292,9 +325,11 @@ def cert_crl(
 ) -> None:
     """The CRL for the current blacklist, signed by the hub CA (a running hub serves it too)."""
     settings = settings_from(config)
+    from gatehub.pki import build_crl
+    from gatehub.pki.ca import write_atomic
 
     async def go() -> Any:
-        ca = CertificateAuthority.load(settings.pki_dir)
+        ca = _load_ca(settings)
         async with opened_store(settings) as (store, _):
             return build_crl(ca, (await store.certificates.blacklist()).items())
 

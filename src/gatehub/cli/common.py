@@ -12,15 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gatehub.config import Settings, load_settings
 from gatehub.errors import GatehubError
 
-if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) loads only for commands that open it
+if TYPE_CHECKING:  # the settings (pydantic) and the store (SQLAlchemy) load only for commands that use them
+    from gatehub.config import Settings
     from gatehub.store import IngestWriter, Store
 
 T = TypeVar("T")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error message is never cut into lines
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file", envvar="GATEHUB_CONFIG")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of a table")
@@ -28,6 +28,8 @@ TenantOpt = typer.Option(..., "--tenant", "-t", help="Tenant id")
 
 
 def settings_from(config: str | None, overrides: dict[str, Any] | None = None) -> Settings:
+    from gatehub.config import load_settings
+
     return load_settings(config, overrides)
 
 

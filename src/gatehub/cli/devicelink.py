@@ -8,12 +8,14 @@ The hub's URL defaults to ``http://127.0.0.1:<http_port>`` of the settings, the 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 
 from gatehub.cli.common import ConfigOpt, JsonOpt, emit, err_console, settings_from
+
+if TYPE_CHECKING:  # loaded by the link commands only, not by every start of the CLI
+    import httpx
 
 link_app = typer.Typer(help="Device links: TCP/UDP relays to devices (on a running hub)", no_args_is_help=True)
 
@@ -23,6 +25,8 @@ COLUMNS = ("id", "deviceIdentifier", "protocol", "port", "devicePort", "mode", "
 
 
 def _client(config: str | None, url: str | None, api_key: str | None) -> httpx.Client:
+    import httpx
+
     s = settings_from(config)
     if url is None:
         host = "127.0.0.1" if s.bind_host in ("0.0.0.0", "::", "") else s.bind_host
@@ -38,6 +42,8 @@ def _client(config: str | None, url: str | None, api_key: str | None) -> httpx.C
 
 
 def _call(config: str | None, url: str | None, api_key: str | None, method: str, path: str, **kw: Any) -> Any:
+    import httpx
+
     with _client(config, url, api_key) as c:
         try:
             r = c.request(method, path, **kw)

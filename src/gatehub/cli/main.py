@@ -6,13 +6,13 @@ import logging
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 import gatehub
-from gatehub.cli import cert, devicelink, manage, provisioning
+from gatehub.cli import cert, devicelink, manage, provisioning, telemetry
 from gatehub.cli.agent import agent_app
 from gatehub.cli.common import ConfigOpt, err_console, settings_from
 from gatehub.cli.demo import demo
-from gatehub.config import describe_settings
 from gatehub.errors import ConfigError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(manage.apikey_app, name="apikey")
 app.add_typer(manage.product_app, name="product")
 app.add_typer(manage.gateway_app, name="gateway")
 app.add_typer(manage.device_app, name="device")
+app.add_typer(telemetry.telemetry_app, name="telemetry")
 app.add_typer(cert.cert_app, name="cert")
 assert provisioning.__name__  # its commands join the product, gateway and device groups
 app.add_typer(agent_app, name="agent")
@@ -32,6 +33,8 @@ app.add_typer(devicelink.link_app, name="link")
 
 
 def _settings_help() -> str:
+    from gatehub.config import describe_settings
+
     lines = [
         "Settings (environment variable, default) — set with --set NAME=VALUE, the environment or a TOML file:\n\n"
     ]
@@ -50,7 +53,20 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-@app.command(epilog=_settings_help())
+class _ServeCommand(TyperCommand):
+    """``serve``: its epilog (every setting) is built when help is shown, so that starting the
+    CLI for any other command does not load the settings model."""
+
+    @property
+    def epilog(self) -> str:
+        return _settings_help()
+
+    @epilog.setter
+    def epilog(self, _value: str | None) -> None:
+        pass
+
+
+@app.command(cls=_ServeCommand)
 def serve(
     config: str = ConfigOpt,
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a setting: NAME=VALUE (repeatable)"),

@@ -208,6 +208,9 @@ def product_delete(product_id: str, tenant: str = TenantOpt, config: str = Confi
     typer.echo(f"deleted product {product_id}")
 
 
+SecretOpt = typer.Option(
+    None, "--secret", help="Device secret for IoTDA and Alink sign-in, 8-128 characters (default: random)"
+)
 DEV_COLS = ["id", "number", "name", "kind", "productId", "parentId", "presence"]
 
 
@@ -218,20 +221,26 @@ def _create_device(
     device_id: str | None,
     parent: str | None,
     token: str | None,
+    secret: str | None,
     config: str | None,
     json: bool,
     want_gateway: bool,
 ) -> None:
+    if secret is not None and not 8 <= len(secret) <= 128:
+        raise typer.BadParameter("--secret must be 8-128 characters")
+
     async def go() -> Any:
         async with opened_store(settings_from(config)) as (st, _):
             if want_gateway and (await st.catalog.get_product(tenant, product)).node_type is not NodeType.GATEWAY:
                 raise InvalidInput(f"product {product} is not a gateway product")
             d = await st.devices.create(
-                tenant, name, product, device_id=device_id, parent_id=parent, access_token=token
+                tenant, name, product, device_id=device_id, parent_id=parent, access_token=token, secret=secret
             )
             return {**d.public(), "accessToken": d.access_token, "secret": d.secret}
 
     emit(run(go), json, DEV_COLS, secrets=["accessToken", "secret"])
+    if not json and secret is None:
+        typer.echo("The generated secret is shown once (gatehub device secret-reset makes a new one).", err=True)
 
 
 @device_app.command("create")
@@ -242,10 +251,12 @@ def device_create(
     device_id: str = typer.Option(None, "--id", help="Immutable id (default: {product}_{name})"),
     parent: str = typer.Option(None, "--gateway", "-g", help="Gateway of a sub-device"),
     token: str = typer.Option(None, "--token", help="Access token (default: random)"),
+    secret: str = SecretOpt,
     config: str = ConfigOpt,
     json: bool = JsonOpt,
 ) -> None:
-    _create_device(tenant, name, product, device_id, parent, token, config, json, False)
+    """Create a device; its access token and secret are printed (the generated secret only now)."""
+    _create_device(tenant, name, product, device_id, parent, token, secret, config, json, False)
 
 
 @gateway_app.command("create")
@@ -254,11 +265,13 @@ def gateway_create(
     tenant: str = TenantOpt,
     product: str = typer.Option(..., "--product", "-p"),
     device_id: str = typer.Option(None, "--id"),
-    token: str = typer.Option(None, "--token"),
+    token: str = typer.Option(None, "--token", help="Access token (default: random)"),
+    secret: str = SecretOpt,
     config: str = ConfigOpt,
     json: bool = JsonOpt,
 ) -> None:
-    _create_device(tenant, name, product, device_id, None, token, config, json, True)
+    """Create a gateway; its access token and secret are printed (the generated secret only now)."""
+    _create_device(tenant, name, product, device_id, None, token, secret, config, json, True)
 
 
 @device_app.command("list")

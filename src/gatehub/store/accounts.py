@@ -159,12 +159,14 @@ class Accounts:
 
     async def authenticate(self, token: str) -> Principal:
         parts = token.split("_", 2)
-        if len(parts) != 3 or parts[0] != KEY_PREFIX:
-            raise Unauthenticated("not a gatehub API key")
+        if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+            raise Unauthenticated(_not_a_key(token))
         async with self.db.connect() as c:
             r = (await c.execute(select(api_keys).where(api_keys.c.id == parts[1]))).mappings().first()
-        if r is None or not hmac.compare_digest(r["secret_hash"], _hash(parts[2])):
-            raise Unauthenticated("unknown or revoked API key")
+        if r is None:
+            raise Unauthenticated(f"API key {parts[1]} was revoked or never issued by this hub")
+        if not hmac.compare_digest(r["secret_hash"], _hash(parts[2])):
+            raise Unauthenticated(f"API key {parts[1]} exists but its secret part is wrong (a mistyped or cut key?)")
         return Principal(
             key_id=r["id"],
             role=Role(r["role"]),
@@ -172,6 +174,14 @@ class Accounts:
             customer_id=r["customer_id"],
             rights=parse_permissions(r["permissions"]),
         )
+
+
+def _not_a_key(token: str) -> str:
+    """Why ``token`` is not an API key, in words a user can act on (API keys do not expire)."""
+    shape = f"a gatehub API key looks like {KEY_PREFIX}_<id>_<secret> (from `gatehub apikey create` or POST /apikeys)"
+    if token.count(".") == 2 and token.startswith("ey"):
+        return f"this is a JWT (a G-SDK login token?), not an API key: {shape}"
+    return f"not a gatehub API key: {shape}"
 
 
 def _public_key(r: dict[str, Any]) -> dict[str, Any]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
 from gatehub.domain.telemetry import now_ms
 from gatehub.errors import NotFound
-from gatehub.pki import IssuedCertificate, PKIName, load_certificate
 from gatehub.store.db import Database
 from gatehub.store.tables import certificates
+
+if TYPE_CHECKING:  # the PKI (cryptography) loads when a certificate is handled, not with the store
+    from gatehub.pki import IssuedCertificate, PKIName
 
 
 @dataclasses.dataclass(slots=True)
@@ -43,6 +45,8 @@ class CertRecord:
 
 
 def _rec(r: Any) -> CertRecord:
+    from gatehub.pki.names import PKIName
+
     return CertRecord(
         serial=r.serial,
         kind=r.kind,
@@ -63,6 +67,8 @@ class Certificates:
 
     async def record(self, cert: IssuedCertificate) -> None:
         from cryptography.hazmat.primitives import hashes
+
+        from gatehub.pki.identity import load_certificate
 
         fp = load_certificate(cert.cert_pem).fingerprint(hashes.SHA256()).hex()
         async with self.db.begin() as c:

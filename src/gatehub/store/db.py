@@ -3,25 +3,31 @@
 ``Database.open(url)`` creates the engine with the right settings for the dialect (SQLite: WAL,
 synchronous=FULL, foreign keys on, busy timeout) and ``migrate()`` brings the schema to the
 newest Alembic revision. Driver errors become StorageError at this boundary.
+
+``migrate()`` first reads the schema's revision (one query): when it is already the newest one,
+Alembic is not even imported, which keeps every CLI command from paying for it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gatehub.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -67,11 +73,23 @@ class Database:
 
     async def migrate(self) -> None:
         """Upgrade the schema to the newest revision (idempotent)."""
+        head = head_revision()
+        if head is not None and await self._revision() == head:
+            return
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(_upgrade)
         except SQLAlchemyError as exc:
             raise StorageError(f"database migration failed: {exc}") from exc
+
+    async def _revision(self) -> str | None:
+        """The schema's Alembic revision; None before the first migration or if unreadable."""
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        except SQLAlchemyError:
+            return None
+        return str(rows[0][0]) if len(rows) == 1 else None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -104,13 +122,39 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|['\"]([^'\"]+)['\"])\s*$", re.M)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the migration files without Alembic: the one
+    no other names as its ``down_revision``; None if that is not one clear revision."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = {m.group(1): m.group(3) for m in _REVISION.finditer(path.read_text("utf-8"))}
+        if "revision" not in found:
+            continue
+        if found["revision"] is None:
+            return None
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(str(found["down_revision"]))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
 def _upgrade(sync_conn: SyncConnection) -> None:
+    from alembic import command
+
     cfg = alembic_config()
     cfg.attributes["connection"] = sync_conn
     command.upgrade(cfg, "head")

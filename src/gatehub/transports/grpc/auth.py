@@ -110,6 +110,18 @@ class TokenAuthority:
         """The claims of a valid, unexpired, unrevoked token; :class:`Unauthenticated` if not."""
         if not token:
             raise Unauthenticated("missing login token: call Login first and send its jwtToken in metadata 'token'")
+        if token.startswith("ghk_"):
+            raise Unauthenticated(
+                "this is a gatehub REST API key, not a G-SDK login token: call Login (or LoginAdmin) "
+                "and send the jwtToken it returns in metadata 'token'"
+            )
+        if token[:7].lower() == "bearer ":
+            raise Unauthenticated("send the login token in metadata 'token' as it is, without 'Bearer '")
+        if token.count(".") != 2:
+            raise Unauthenticated(
+                "the login token is not a JWT: send the jwtToken that Login or LoginAdmin returned, "
+                "unchanged, in metadata 'token' (no 'Bearer ')"
+            )
         try:
             raw = jwt.decode(
                 token,
@@ -120,14 +132,23 @@ class TokenAuthority:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the login token has expired; log in again") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthenticated(
+                "the login token was not signed by this hub (issued by another hub, or its jwt.secret changed); "
+                "log in again"
+            ) from None
+        except (jwt.InvalidIssuerError, jwt.MissingRequiredClaimError):
+            raise Unauthenticated("the login token is a JWT but not a gatehub login token; call Login") from None
+        except jwt.DecodeError:
+            raise Unauthenticated("the login token is damaged (not a readable JWT); log in again") from None
         except jwt.InvalidTokenError as exc:
-            raise Unauthenticated(f"invalid login token: {exc}") from None
+            raise Unauthenticated(f"the login token is not valid ({exc}); log in again") from None
         try:
             claims = TokenClaims(
                 str(raw["sub"]), bool(raw.get("adm")), int(raw["ser"]), str(raw["jti"]), int(raw["exp"])
             )
         except (TypeError, ValueError):
-            raise Unauthenticated("invalid login token: malformed claims") from None
+            raise Unauthenticated("the login token has malformed claims; log in again") from None
         if claims.token_id in self._revoked:
             raise Unauthenticated("the login token was ended by Logout; log in again")
         return claims
