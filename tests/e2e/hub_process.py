@@ -95,6 +95,7 @@ class HubProcess:
         self.admin_key = ""
         self.certs = root / "certs"
         self._rest: httpx.Client | None = None
+        self.stop_seconds = 0.0  # SIGTERM to exit, set by stop()
 
     # --- files -------------------------------------------------------------------------------
     def write_config(self) -> None:
