@@ -36,6 +36,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 from gatehub.errors import GatehubError
 from gatehub.pki import CertificateIdentity, TlsContextProvider, peer_identity
@@ -115,6 +116,46 @@ def _temp_pem(data: str, directory: Path) -> Iterator[str]:
 RevokeCallback = Callable[[str], None]
 
 
+class _StreamTransport(Protocol):
+    """What the relay uses of a stream transport.
+
+    Typed structurally on purpose: uvloop's transports (the hub's default loop) have all of these
+    methods but are not subclasses of :class:`asyncio.Transport`, so an ``isinstance`` check on
+    the concrete class refuses every connection on uvloop.
+    """
+
+    def write(self, data: bytes) -> None: ...
+    def write_eof(self) -> None: ...
+    def can_write_eof(self) -> bool: ...
+    def is_closing(self) -> bool: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
+def _stream_transport(transport: asyncio.BaseTransport) -> _StreamTransport:
+    """``transport`` as a :class:`_StreamTransport`, or TypeError naming what it lacks."""
+    missing = [m for m in _STREAM_METHODS if not callable(getattr(transport, m, None))]
+    if missing:
+        raise TypeError(f"{type(transport).__name__} is not a stream transport (no {', '.join(missing)})")
+    return transport  # type: ignore[return-value]  # checked structurally just above
+
+
+_STREAM_METHODS = (
+    "write",
+    "write_eof",
+    "can_write_eof",
+    "is_closing",
+    "pause_reading",
+    "resume_reading",
+    "close",
+    "abort",
+    "get_extra_info",
+)
+
+
 class ConnInfo:
     """One client connection: its certificate identity and the live calls on it."""
 
@@ -136,11 +177,10 @@ class _Upstream(asyncio.Protocol):
 
     def __init__(self, down: _Downstream) -> None:
         self.down = down
-        self.transport: asyncio.Transport | None = None
+        self.transport: _StreamTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = _stream_transport(transport)
 
     def data_received(self, data: bytes) -> None:
         t = self.down.transport
@@ -168,26 +208,25 @@ class _Downstream(asyncio.Protocol):
 
     def __init__(self, relay: TlsRelay) -> None:
         self.relay = relay
-        self.transport: asyncio.Transport | None = None
+        self.transport: _StreamTransport | None = None
         self.up: _Upstream | None = None
         self.pending: list[bytes] = []
         self.info: ConnInfo | None = None
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        ssl_object = transport.get_extra_info("ssl_object")
+        self.transport = stream = _stream_transport(transport)
+        ssl_object = stream.get_extra_info("ssl_object")
         try:
             identity = peer_identity(self.relay.provider.ca, ssl_object)
         except GatehubError as exc:
-            log.info("grpc: refusing %s: %s", transport.get_extra_info("peername"), exc)
-            transport.abort()
+            log.info("grpc: refusing %s: %s", stream.get_extra_info("peername"), exc)
+            stream.abort()
             return
         if self.relay.provider.is_blacklisted(identity.serial):  # blacklisted during the handshake
-            transport.abort()
+            stream.abort()
             return
-        transport.pause_reading()
+        stream.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._connect(identity))
 
     async def _connect(self, identity: CertificateIdentity) -> None:
