@@ -36,22 +36,23 @@ if TYPE_CHECKING:
 router = APIRouter()
 
 
+# strict: JSON types are not coerced ("devicePort": true, "9" or 9.0 are refused, not taken as 1 or 9)
 class SourceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     host: str = Field(min_length=1, max_length=255, description="The only client host allowed")
     port: int | None = Field(None, ge=1, le=65535, description="The only client port allowed (any when absent)")
 
 
 class EncryptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     key: str = Field(description="AES-256 key, 64 hex digits")
     initialization_vector: str = Field(alias="initializationVector", description="CTR IV, 32 hex digits")
 
 
 class LinkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     protocol: Literal["tcp", "udp"]
     device_port: int | None = Field(None, alias="devicePort", ge=1, le=65535)
