@@ -113,7 +113,12 @@ class ClientConn(asyncio.Protocol):
         self.device: DeviceEnd | None = None
         self.up: CipherContext | None = None  # client -> device: decrypts
         self.down: CipherContext | None = None  # device -> client: encrypts
-        self._header = bytearray() if link.cipher is not None else None
+        cipher = link.cipher
+        # per-connection mode: the connection number comes first; literal mode: CTR from the IV
+        self._header = bytearray() if cipher is not None and cipher.per_connection else None
+        if cipher is not None and not cipher.per_connection:
+            self.up = cipher.literal_stream()
+            self.down = cipher.literal_stream()
         self._pending = b""  # what came after the header, before the device was reached
         self._pause = 0
         self._eof_in = self._eof_out = False

@@ -1,8 +1,9 @@
 """Device links over REST (seed 002): create, list, close.
 
 - ``POST /devicelink/{deviceIdentifier}`` (``deviceLink:create``): body ``protocol``,
-  ``devicePort``, ``timeout``, ``source {host, port}``, ``encrypt {key, initializationVector}``
-  (hex); answers 201 with the request echoed plus ``port`` and ``token``.
+  ``devicePort``, ``timeout``, ``source {host, port}``, ``encrypt {key, initializationVector, mode}``
+  (hex; mode ``literal``, the default, or ``per-connection``); answers 201 with the request
+  echoed plus ``port`` and ``token``.
 - ``DELETE /devicelink/{deviceLinkToken}`` (``deviceLink:delete``): 204.
 - ``GET /devicelink`` (``deviceLink:read``): the tenant's open links (tokens only for callers
   who may delete them; keys never).
@@ -26,7 +27,7 @@ from gatehub.devicelink.links import LinkRequest, normalise_ip
 from gatehub.domain.model import ID_RE, Device
 from gatehub.domain.permissions import Action, Principal, Resource
 from gatehub.errors import Conflict, InvalidInput, NotFound, Unavailable
-from gatehub.protocols.linkcrypto import IV_BYTES, KEY_BYTES, parse_hex
+from gatehub.protocols.linkcrypto import IV_BYTES, KEY_BYTES, LITERAL, parse_hex
 from gatehub.transports.http.api.deps import Caller, Hub
 from gatehub.transports.http.context import HubContext
 
@@ -49,6 +50,12 @@ class EncryptIn(BaseModel):
 
     key: str = Field(description="AES-256 key, 64 hex digits")
     initialization_vector: str = Field(alias="initializationVector", description="CTR IV, 32 hex digits")
+    mode: Literal["literal", "per-connection"] = Field(
+        "literal",
+        description="literal: AES-256-CTR from key and IV as seed 002 states it (the same keystream for every "
+        "connection, datagram and direction); per-connection: numbered connections and datagrams, each "
+        "direction its own keystream (docs/devicelink.md)",
+    )
 
 
 class LinkIn(BaseModel):
@@ -128,6 +135,7 @@ async def link_request(hub: HubContext, body: LinkIn) -> LinkRequest:
         iv_hex=body.encrypt.initialization_vector.strip().lower() if body.encrypt else None,
         cipher_key=key,
         cipher_iv=iv,
+        cipher_mode=body.encrypt.mode if body.encrypt else LITERAL,
     )
 
 
