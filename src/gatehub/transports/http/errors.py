@@ -1,6 +1,9 @@
 """The one place where exceptions become HTTP error bodies.
 
 Every error body is ``{"error": {"code": "...", "message": "...", "details": [...]?}}``.
+Validation errors name the field (``devicePort``, ``source.port``) and the reason, with the value
+given when its JSON type is wrong; a body that is not JSON gives the parser's reason with line,
+column and character position.
 """
 
 from __future__ import annotations
