@@ -354,7 +354,11 @@ async def _run(report: Report, quick: bool) -> None:
                             continue
                         body: dict[str, Any] = {"protocol": "tcp", "devicePort": echo_port}
                         if encrypt:
-                            body["encrypt"] = {"key": KEY.hex(), "initializationVector": IV.hex()}
+                            body["encrypt"] = {
+                                "key": KEY.hex(),
+                                "initializationVector": IV.hex(),
+                                "mode": "per-connection",
+                            }
                         r = await api.post(f"/devicelink/{ident}", json=body)
                         r.raise_for_status()
                         links[label] = {**r.json(), "encrypt": encrypt, "agent_pid": agent_pid}

@@ -217,6 +217,18 @@ async def test_cli_create_list_delete(tmp_path: Path, sqlite_url: str) -> None:
         assert [x["token"] for x in orjson.loads(out)] == [link["token"]]
         code, out, errs = await _cli("link", "create", "plc", "--device-port", "99999", env=env)
         assert code == 2 and "devicePort" in errs
+        keys = ("--key", "ab" * 32, "--iv", "cd" * 16)
+        code, out, errs = await _cli("link", "create", "plc", "--device-port", "7", *keys, "--json", env=env)
+        assert code == 0, errs
+        assert orjson.loads(out)["encrypt"]["mode"] == "literal"  # the seed's fields only: literal mode
+        enc_mode = ("--encryption-mode", "per-connection")
+        code, out, errs = await _cli("link", "create", "plc", "--device-port", "7", *keys, *enc_mode, "--json", env=env)
+        assert code == 0, errs
+        assert orjson.loads(out)["encrypt"]["mode"] == "per-connection"
+        for lk in [lk for lk in h.links.list(None) if lk.request.key_hex]:
+            lk.close("test done")
+        code, out, errs = await _cli("link", "create", "plc", "--device-port", "7", *enc_mode, env=env)
+        assert code == 2 and "--encryption-mode needs --key and --iv" in errs
         code, out, errs = await _cli("link", "delete", link["token"], env=env)
         assert code == 0 and "closed" in out
         code, out, errs = await _cli("link", "delete", link["token"], env=env)

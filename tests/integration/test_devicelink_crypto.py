@@ -43,7 +43,7 @@ class Stream:
 
 
 def encrypt_body() -> dict[str, str]:
-    return {"key": KEY.hex().upper(), "initializationVector": IV.hex()}
+    return {"key": KEY.hex().upper(), "initializationVector": IV.hex(), "mode": "per-connection"}
 
 
 async def _tcp_roundtrips(port: int, number: int, rec: object, banner: bytes) -> None:
@@ -68,7 +68,7 @@ async def test_tcp_encrypted_both_ways_direct_and_via_gateway(tmp_path: Path, sq
         await h.direct_device("acme", "plc")
         await h.api.post("/api/v1/devices/plc/attributes/server", json={"deviceLinkAddress": "127.0.0.1"})
         link = await h.create("plc", {"protocol": "tcp", "devicePort": dev_port, "encrypt": encrypt_body()})
-        assert link["encrypt"] == {"key": KEY.hex(), "initializationVector": IV.hex()}
+        assert link["encrypt"] == {"key": KEY.hex(), "initializationVector": IV.hex(), "mode": "per-connection"}
         await _tcp_roundtrips(link["port"], 5, rec, b"SSH-2.0-device\r\n")
         lk = h.links.get(link["token"], None)
         await asyncio.sleep(0.2)

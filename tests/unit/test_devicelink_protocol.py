@@ -15,7 +15,7 @@ from gatehub.devicelink.ports import PortPool
 from gatehub.errors import InvalidInput
 from gatehub.protocols import devicelink as proto
 from gatehub.protocols.devicelink import FrameError, FrameType, ReceiveWindow, StreamSender
-from gatehub.protocols.linkcrypto import LinkCipher, parse_hex, start_block
+from gatehub.protocols.linkcrypto import PER_CONNECTION, LinkCipher, parse_hex, start_block
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "devicelink.md"
 
@@ -44,15 +44,15 @@ def test_doc_worked_example_is_right() -> None:
         assert ref_ctr(key, iv, d, n, plain).hex() == ex[f"tcp.{side}.cipher"]
         assert start_block(iv, d, n).hex() == ex[f"tcp.{side}.start"]
         # gatehub's stream gives the same bytes, also when fed in pieces
-        ctx = LinkCipher(key, iv).stream(d, n)
+        ctx = LinkCipher(key, iv, PER_CONNECTION).stream(d, n)
         assert (ctx.update(plain[:5]) + ctx.update(plain[5:])).hex() == ex[f"tcp.{side}.cipher"]
     up_n = int(ex["udp.up.number"])
     dgram = bytes.fromhex(ex["udp.up.datagram"])
     assert start_block(iv, 0, up_n).hex() == ex["udp.up.start"]
     assert dgram[:8] == up_n.to_bytes(8, "big")
     assert ref_ctr(key, iv, 0, up_n, bytes.fromhex(ex["udp.up.plain"])) == dgram[8:]
-    assert LinkCipher(key, iv).open_datagram(dgram) == bytes.fromhex(ex["udp.up.plain"])
-    hub = LinkCipher(key, iv)
+    assert LinkCipher(key, iv, PER_CONNECTION).open_datagram(dgram) == bytes.fromhex(ex["udp.up.plain"])
+    hub = LinkCipher(key, iv, PER_CONNECTION)
     sealed = hub.seal_datagram(bytes.fromhex(ex["udp.down.plain"]))
     assert sealed.hex() == ex["udp.down.datagram"] and int(ex["udp.down.number"]) == 0
     assert start_block(iv, 1, 0).hex() == ex["udp.down.start"]

@@ -70,6 +70,11 @@ def link_create(
     source: str = typer.Option(None, "--source", help="Only this client: HOST or HOST:PORT"),
     key: str = typer.Option(None, "--key", help="AES-256-CTR key, 64 hex digits"),
     iv: str = typer.Option(None, "--iv", help="AES-256-CTR initialization vector, 32 hex digits"),
+    encryption_mode: str = typer.Option(
+        None,
+        "--encryption-mode",
+        help="literal (default: CTR from key and IV, seed 002) or per-connection (numbered, safer)",
+    ),
     config: str = ConfigOpt,
     url: str = UrlOpt,
     api_key: str = KeyOpt,
@@ -92,6 +97,11 @@ def link_create(
             err_console.print("[red]error:[/red] --key and --iv go together")
             raise typer.Exit(2)
         body["encrypt"] = {"key": key, "initializationVector": iv}
+        if encryption_mode:
+            body["encrypt"]["mode"] = encryption_mode
+    elif encryption_mode:
+        err_console.print("[red]error:[/red] --encryption-mode needs --key and --iv")
+        raise typer.Exit(2)
     out = _call(config, url, api_key, "POST", f"/devicelink/{device}", json=body)
     emit(out, json, COLUMNS)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from gatehub.protocols.linkcrypto import LinkCipher
+from gatehub.protocols.linkcrypto import LITERAL, LinkCipher
 
 if TYPE_CHECKING:
     from gatehub.devicelink.tunnel import GatewayTunnel, TunnelDialect
@@ -62,6 +62,7 @@ class LinkRequest:
     iv_hex: str | None
     cipher_key: bytes | None
     cipher_iv: bytes | None
+    cipher_mode: str = LITERAL  # linkcrypto.LITERAL or PER_CONNECTION
 
 
 def normalise_ip(host: str) -> str:
@@ -106,7 +107,7 @@ class Link:
         self.port = 0
         self.loop = asyncio.get_running_loop()
         self.cipher = (
-            LinkCipher(request.cipher_key, request.cipher_iv)
+            LinkCipher(request.cipher_key, request.cipher_iv, request.cipher_mode)
             if request.cipher_key is not None and request.cipher_iv is not None
             else None
         )
@@ -234,7 +235,9 @@ class Link:
             out["gatewayId"] = self.target.gateway_id
         if r.key_hex is not None:
             out["encrypt"] = (
-                {"key": r.key_hex, "initializationVector": r.iv_hex} if with_key else {"cipher": "aes-256-ctr"}
+                {"key": r.key_hex, "initializationVector": r.iv_hex, "mode": r.cipher_mode}
+                if with_key
+                else {"cipher": "aes-256-ctr", "mode": r.cipher_mode}
             )
         if with_token:
             out["token"] = self.token

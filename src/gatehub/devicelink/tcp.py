@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +44,17 @@ def nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with contextlib.suppress(AttributeError, ValueError):
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)  # type: ignore[attr-defined]
+
+
+def reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP RST, not a FIN: SO_LINGER with a zero timeout, then close. A refused
+    client reads ConnectionResetError, which cannot be taken for the device ending the session
+    (a FIN, EOF, would look exactly like that)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()  # type: ignore[attr-defined]
 
 
 class DeviceEnd(Protocol):
@@ -101,7 +113,12 @@ class ClientConn(asyncio.Protocol):
         self.device: DeviceEnd | None = None
         self.up: CipherContext | None = None  # client -> device: decrypts
         self.down: CipherContext | None = None  # device -> client: encrypts
-        self._header = bytearray() if link.cipher is not None else None
+        cipher = link.cipher
+        # per-connection mode: the connection number comes first; literal mode: CTR from the IV
+        self._header = bytearray() if cipher is not None and cipher.per_connection else None
+        if cipher is not None and not cipher.per_connection:
+            self.up = cipher.literal_stream()
+            self.down = cipher.literal_stream()
         self._pending = b""  # what came after the header, before the device was reached
         self._pause = 0
         self._eof_in = self._eof_out = False
@@ -118,7 +135,7 @@ class ClientConn(asyncio.Protocol):
             link.refused += 1
             log.info("link %s: refused %s:%s (%s)", link.id, peer[0], peer[1], "busy" if busy else "not its client")
             self.closed = True
-            transport.abort()  # type: ignore[attr-defined]
+            reset(transport)
             return
         link.client = self
         link.connections += 1

@@ -1,8 +1,18 @@
-"""AES-256-CTR on the client leg of a device link: the keystream layout (docs/devicelink.md,
+"""AES-256-CTR on the client leg of a device link: the keystream layouts (docs/devicelink.md,
 "Encryption", is the normative text with a worked example that a test checks).
 
-One key (32 bytes) and one initialization vector (16 bytes) per link, given by the user. The
-128-bit counter block that starts a keystream is, as a big-endian integer::
+One key (32 bytes) and one initialization vector (16 bytes) per link, given by the user, and one
+of two modes:
+
+``literal`` (the default; seed 002 taken at its word): AES-256-CTR with the key and with the IV
+as the initial counter block, nothing else. On TCP each direction of each connection is one
+keystream starting at the IV (the client encrypts what it sends from the IV on, and decrypts
+what it receives from the IV on); each UDP datagram, in either direction, is encrypted on its
+own from the IV (no header). The same keystream therefore serves both directions, every
+connection and every datagram: the XOR of two ciphertexts is the XOR of their plaintexts.
+
+``per-connection`` (opt-in, the safer scheme below): the 128-bit counter block that starts a
+keystream is, as a big-endian integer::
 
     start(d, n) = (IV + d * 2**127 + n * 2**64) mod 2**128
 
@@ -27,6 +37,9 @@ KEY_BYTES = 32
 IV_BYTES = 16
 NUMBER_BYTES = 8
 MAX_NUMBER = (1 << 63) - 1
+LITERAL = "literal"
+PER_CONNECTION = "per-connection"
+MODES = (LITERAL, PER_CONNECTION)
 UPSTREAM = 0  # client -> device: the hub decrypts
 DOWNSTREAM = 1  # device -> client: the hub encrypts
 _MOD = 1 << 128
@@ -67,22 +80,37 @@ def decode_number(data: bytes | bytearray | memoryview) -> int:
 
 
 class LinkCipher:
-    """The key and IV of one link, with the per-connection and per-datagram operations."""
+    """The key, IV and mode of one link, with the per-connection and per-datagram operations."""
 
-    __slots__ = ("_down_number", "iv", "key")
+    __slots__ = ("_down_number", "iv", "key", "mode")
 
-    def __init__(self, key: bytes, iv: bytes) -> None:
+    def __init__(self, key: bytes, iv: bytes, mode: str = LITERAL) -> None:
         if len(key) != KEY_BYTES or len(iv) != IV_BYTES:
             raise ValueError("AES-256-CTR needs a 32-byte key and a 16-byte IV")
+        if mode not in MODES:
+            raise ValueError(f"encryption mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.key = key
         self.iv = iv
+        self.mode = mode
         self._down_number = 0  # the hub's next UDP datagram number (device -> client)
+
+    @property
+    def per_connection(self) -> bool:
+        """True: TCP connections start with their 8-byte number (and UDP datagrams with theirs)."""
+        return self.mode == PER_CONNECTION
+
+    def literal_stream(self) -> CipherContext:
+        """Literal mode: AES-256-CTR from the IV, for one TCP direction or one datagram."""
+        return Cipher(algorithms.AES(self.key), modes.CTR(self.iv)).encryptor()
 
     def stream(self, direction: int, number: int) -> CipherContext:
         return keystream_context(self.key, self.iv, direction, number)
 
     def open_datagram(self, data: bytes) -> bytes | None:
         """A client's datagram -> plaintext; None if it is too short or its number is invalid."""
+        if not self.per_connection:
+            ctx = self.literal_stream()
+            return ctx.update(data) + ctx.finalize()
         if len(data) < NUMBER_BYTES:
             return None
         number = decode_number(data)
@@ -92,7 +120,11 @@ class LinkCipher:
         return ctx.update(data[NUMBER_BYTES:]) + ctx.finalize()
 
     def seal_datagram(self, plaintext: bytes) -> bytes:
-        """Plaintext from the device -> the datagram for the client (its own number, never reused)."""
+        """Plaintext from the device -> the datagram for the client (per-connection: its own
+        number, never reused; literal: the IV's keystream, no number)."""
+        if not self.per_connection:
+            ctx = self.literal_stream()
+            return ctx.update(plaintext) + ctx.finalize()
         number = self._down_number
         if number > MAX_NUMBER:
             raise OverflowError("datagram numbers of this link are exhausted")

@@ -42,7 +42,7 @@ class Store:
 
     def __init__(self, db: Database, bus: Bus | None = None) -> None:
         self.db = db
-        self.accounts = Accounts(db)
+        self.accounts = Accounts(db, bus)
         self.catalog = Catalog(db, bus)
         self.devices = Devices(db, self.catalog, bus)
         self.topology = Topology(db, self.catalog, self.devices)

@@ -1,4 +1,9 @@
-"""Tenants, customers and API keys."""
+"""Tenants, customers and API keys.
+
+Deleting a tenant publishes ``t.{tenant}.tenant.{tenant}`` ``{"type": "deleted", "tenantId"}`` on
+the bus after the commit (here, so that every front end that deletes a tenant, the REST API and
+the G-SDK registry alike, tells the rest of the node: device links and sessions close on it).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from gatehub.bus import Bus
 from gatehub.domain.model import Customer, Tenant, check_id, check_name
 from gatehub.domain.permissions import Principal, Role, parse_permissions
 from gatehub.domain.telemetry import now_ms
@@ -26,8 +32,9 @@ def _hash(secret: str) -> str:
 
 
 class Accounts:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, bus: Bus | None = None) -> None:
         self.db = db
+        self.bus = bus
 
     # tenants -------------------------------------------------------------------------------
     async def create_tenant(self, tenant_id: str, name: str | None = None) -> Tenant:
@@ -62,6 +69,8 @@ class Accounts:
             res = await c.execute(delete(tenants).where(tenants.c.id == tenant_id))
         if res.rowcount == 0:
             raise NotFound(f"tenant {tenant_id} not found")
+        if self.bus is not None:
+            self.bus.publish(f"t.{tenant_id}.tenant.{tenant_id}", {"type": "deleted", "tenantId": tenant_id})
 
     # customers -----------------------------------------------------------------------------
     async def create_customer(self, tenant_id: str, customer_id: str, name: str | None = None) -> Customer:

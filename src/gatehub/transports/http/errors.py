@@ -1,6 +1,9 @@
 """The one place where exceptions become HTTP error bodies.
 
 Every error body is ``{"error": {"code": "...", "message": "...", "details": [...]?}}``.
+Validation errors name the field (``devicePort``, ``source.port``) and the reason, with the value
+given when its JSON type is wrong; a body that is not JSON gives the parser's reason with line,
+column and character position.
 """
 
 from __future__ import annotations
@@ -32,6 +35,53 @@ def _loc(loc: Any) -> str:
     return ".".join(parts) or str(loc[0] if loc else "request")
 
 
+def _describe(value: Any) -> str:
+    """A JSON value as a user wrote it, with its JSON type (what a type error got instead)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{'true' if value else 'false'} (a boolean)"
+    if isinstance(value, int):
+        return f"{value} (an integer)"
+    if isinstance(value, float):
+        return f"{value!r} (a number with a fraction or exponent)"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"{orjson.dumps(text).decode()} (a string)"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+def _reason(e: Any) -> str:
+    """Pydantic's message, plus what was given when the JSON type is wrong (strict models do not
+    coerce: ``"devicePort": true`` says it got a boolean, not just that it wants an integer)."""
+    msg = str(e.get("msg", "invalid"))
+    kind = str(e.get("type", ""))
+    if kind == "missing" and tuple(e.get("loc", ())) == ("body",):
+        return "a JSON object is required, the request has no body"
+    if (kind.endswith("_type") or kind == "literal_error") and "input" in e:
+        return f"{msg}, got {_describe(e['input'])}"
+    return msg
+
+
+def _json_invalid(e: Any, doc: Any) -> Response:
+    """Malformed JSON: the parser's reason with line, column and character position (1-based line
+    and column, 0-based position, as Python's json module counts them)."""
+    loc = e.get("loc", ())
+    pos = loc[-1] if loc and isinstance(loc[-1], int) else 0
+    reason = str((e.get("ctx") or {}).get("error") or "invalid JSON")
+    text = doc if isinstance(doc, str) else ""
+    pos = max(0, min(pos, len(text)))
+    line = text.count("\n", 0, pos) + 1
+    column = pos - text.rfind("\n", 0, pos)
+    message = f"request body is not valid JSON: {reason} at line {line}, column {column} (char {pos})"
+    detail = {"field": "body", "message": message, "line": line, "column": column, "position": pos}
+    return error_response(400, "invalid_input", message, [detail])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_r: Request, exc: DomainError) -> Response:
@@ -49,7 +99,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> Response:
-        details = [{"field": _loc(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()]
+        errors = exc.errors()
+        for e in errors:
+            if e.get("type") == "json_invalid":
+                return _json_invalid(e, exc.body)
+        details = [{"field": _loc(e.get("loc", ())), "message": _reason(e)} for e in errors]
         first = details[0] if details else {"field": "request", "message": "invalid"}
         return error_response(400, "invalid_input", f"{first['field']}: {first['message']}", details)
 

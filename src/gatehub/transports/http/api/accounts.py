@@ -68,8 +68,7 @@ async def get_tenant(tenant_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
 @router.delete("/tenants/{tenant_id}", status_code=204, tags=["tenants"])
 async def delete_tenant(tenant_id: str, hub: Hub, p: Caller) -> Response:
     p.require(Resource.TENANT, Action.DELETE)
-    await hub.store.accounts.delete_tenant(tenant_id)
-    hub.bus.publish(f"t.{tenant_id}.tenant.{tenant_id}", {"type": "deleted", "tenantId": tenant_id})
+    await hub.store.accounts.delete_tenant(tenant_id)  # publishes the tenant-deleted event
     return Response(status_code=204)
 
 

@@ -1,8 +1,9 @@
 """Device links over REST (seed 002): create, list, close.
 
 - ``POST /devicelink/{deviceIdentifier}`` (``deviceLink:create``): body ``protocol``,
-  ``devicePort``, ``timeout``, ``source {host, port}``, ``encrypt {key, initializationVector}``
-  (hex); answers 201 with the request echoed plus ``port`` and ``token``.
+  ``devicePort``, ``timeout``, ``source {host, port}``, ``encrypt {key, initializationVector, mode}``
+  (hex; mode ``literal``, the default, or ``per-connection``); answers 201 with the request
+  echoed plus ``port`` and ``token``.
 - ``DELETE /devicelink/{deviceLinkToken}`` (``deviceLink:delete``): 204.
 - ``GET /devicelink`` (``deviceLink:read``): the tenant's open links (tokens only for callers
   who may delete them; keys never).
@@ -26,7 +27,7 @@ from gatehub.devicelink.links import LinkRequest, normalise_ip
 from gatehub.domain.model import ID_RE, Device
 from gatehub.domain.permissions import Action, Principal, Resource
 from gatehub.errors import Conflict, InvalidInput, NotFound, Unavailable
-from gatehub.protocols.linkcrypto import IV_BYTES, KEY_BYTES, parse_hex
+from gatehub.protocols.linkcrypto import IV_BYTES, KEY_BYTES, LITERAL, parse_hex
 from gatehub.transports.http.api.deps import Caller, Hub
 from gatehub.transports.http.context import HubContext
 
@@ -36,22 +37,29 @@ if TYPE_CHECKING:
 router = APIRouter()
 
 
+# strict: JSON types are not coerced ("devicePort": true, "9" or 9.0 are refused, not taken as 1 or 9)
 class SourceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     host: str = Field(min_length=1, max_length=255, description="The only client host allowed")
     port: int | None = Field(None, ge=1, le=65535, description="The only client port allowed (any when absent)")
 
 
 class EncryptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     key: str = Field(description="AES-256 key, 64 hex digits")
     initialization_vector: str = Field(alias="initializationVector", description="CTR IV, 32 hex digits")
+    mode: Literal["literal", "per-connection"] = Field(
+        "literal",
+        description="literal: AES-256-CTR from key and IV as seed 002 states it (the same keystream for every "
+        "connection, datagram and direction); per-connection: numbered connections and datagrams, each "
+        "direction its own keystream (docs/devicelink.md)",
+    )
 
 
 class LinkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     protocol: Literal["tcp", "udp"]
     device_port: int | None = Field(None, alias="devicePort", ge=1, le=65535)
@@ -127,6 +135,7 @@ async def link_request(hub: HubContext, body: LinkIn) -> LinkRequest:
         iv_hex=body.encrypt.initialization_vector.strip().lower() if body.encrypt else None,
         cipher_key=key,
         cipher_iv=iv,
+        cipher_mode=body.encrypt.mode if body.encrypt else LITERAL,
     )
 
 
