@@ -264,3 +264,22 @@ async def test_deleted_product_and_device_are_created_again_on_the_next_connect(
         body = {"Meter X": [{"ts": 1_700_000_000_000, "values": {"litres": 12.5}}]}
         assert await gw.publish("v1/gateway/telemetry", body) == 0
         assert (await h.points(again.id))["litres"] == [{"ts": 1_700_000_000_000, "value": 12.5}]
+
+
+async def test_a_refused_name_is_tried_again_on_the_next_connect(h: TbHub) -> None:
+    """Issue 19 (8): a name refused once (a direct device's) is not ignored for the rest of the
+    session: once the operator has removed what refused it, the next connect creates it."""
+    await h.store.catalog.create_product(TENANT, "plain", "Plain device", NodeType.DIRECT)
+    direct = await h.store.devices.create(TENANT, "Boiler", "plain")
+    async with gateway_client(h) as gw:
+        assert await gw.publish("v1/gateway/connect", {"device": "Boiler", "type": "boiler"}) == 0
+        assert (await h.device("Boiler")).kind is DeviceKind.DIRECT  # refused: not a sub-device
+        r = await h.http.delete(f"/api/v1/devices/{direct.id}")
+        assert r.status_code == 204, r.text
+        assert await gw.publish("v1/gateway/connect", {"device": "Boiler", "type": "boiler"}) == 0
+        sub = await h.device("Boiler")
+        assert sub.kind is DeviceKind.SUBDEVICE and sub.parent_id == "gw1" and sub.presence is Presence.ONLINE
+        assert (
+            await gw.publish("v1/gateway/telemetry", {"Boiler": [{"ts": 1_700_000_000_000, "values": {"t": 60}}]}) == 0
+        )
+        assert (await h.points(sub.id))["t"] == [{"ts": 1_700_000_000_000, "value": 60}]
