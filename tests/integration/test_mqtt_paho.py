@@ -216,3 +216,88 @@ async def test_listener_stop_and_start_at_runtime(tmp_path: Path, db_url: str) -
             await h.hub.stop_listener("tcp", close_sessions=True)
             assert await stays.disconnected() == 0x8B  # server shutting down
             await h.hub.start_listener("tcp")
+
+
+def _expiring(seconds: int) -> PahoProperties:
+    props = PahoProperties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = seconds
+    return props
+
+
+def _interval(m: object) -> int | None:
+    return getattr(getattr(m, "properties", None), "MessageExpiryInterval", None)
+
+
+async def test_publication_expiry_for_an_offline_session(tmp_path: Path, db_url: str) -> None:
+    """Issue 19 (9), after paho.mqtt.testing's test_publication_expiry: what expired while the
+    subscriber was away is not delivered; the rest comes with the interval reduced."""
+    async with mqtt_node(tmp_path, db_url) as h:
+        sub = Paho("expirer")
+        assert await sub.connect(h.port, clean_start=True, session_expiry=300) == (0, False)
+        assert await sub.subscribe("exp/#", 2) == [2]
+        await sub.disconnect()
+        await asyncio.sleep(0.1)
+        with Paho("exp-pub") as pub:
+            await pub.connect(h.port)
+            await pub.publish("exp/retained/short", b"retained - expire", 1, retain=True, props=_expiring(1))
+            await pub.publish("exp/q1", b"qos 1 - expire", 1, props=_expiring(1))
+            await pub.publish("exp/q2", b"qos 2 - expire", 2, props=_expiring(1))
+            await pub.publish("exp/q1", b"qos 1 - don't expire", 1, props=_expiring(60))
+            await pub.publish("exp/q2", b"qos 2 - don't expire", 2, props=_expiring(60))
+            await pub.publish("exp/retained/long", b"retained - don't expire", 1, retain=True, props=_expiring(60))
+            await pub.publish("exp/q1", b"no expiry", 1)
+            await pub.disconnect()
+        await asyncio.sleep(2.2)  # past the 1 s ones
+        with Paho("expirer") as again:
+            assert await again.connect(h.port, clean_start=False, session_expiry=300) == (0, True)
+            got = {m.payload: m for m in await again.expect(4)}  # QoS 2 reaches paho's callback after PUBREL
+            assert sorted(got) == [
+                b"no expiry",
+                b"qos 1 - don't expire",
+                b"qos 2 - don't expire",
+                b"retained - don't expire",
+            ]
+            for payload, m in got.items():
+                if payload == b"no expiry":
+                    assert _interval(m) is None
+                else:
+                    assert _interval(m) is not None and 1 <= _interval(m) < 60 - 1, _interval(m)  # type: ignore[operator]
+            await again.nothing(0.5)
+            await again.disconnect()
+        # a new subscriber gets only the retained message that has not expired, interval reduced
+        with Paho("exp-late") as late:
+            await late.connect(h.port)
+            await late.subscribe("exp/retained/#", 1)
+            (m,) = await late.expect(1)
+            assert (m.topic, m.payload, m.retain) == ("exp/retained/long", b"retained - don't expire", True)
+            assert _interval(m) is not None and 1 <= _interval(m) < 60 - 1, _interval(m)  # type: ignore[operator]
+            await late.nothing(0.3)
+            await late.disconnect()
+
+
+async def test_retained_message_expires(tmp_path: Path, db_url: str) -> None:
+    """Issue 19 (9): a retained message is delivered with what is left of its interval, and no
+    longer once it has passed (MQTT 5 3.3.2.3.3)."""
+    async with mqtt_node(tmp_path, db_url) as h:
+        with Paho("ret-pub") as pub:
+            await pub.connect(h.port)
+            await pub.publish("ret/short", b"s", 1, retain=True, props=_expiring(2))
+            await pub.publish("ret/long", b"l", 1, retain=True, props=_expiring(3600))
+            with Paho("ret-early") as early:
+                await early.connect(h.port)
+                await early.subscribe("ret/#", 1)
+                got = sorted(await early.expect(2), key=lambda m: m.topic)
+                assert [(m.topic, m.retain) for m in got] == [("ret/long", True), ("ret/short", True)]
+                assert 3599 <= _interval(got[0]) <= 3600  # type: ignore[operator]
+                assert 1 <= _interval(got[1]) <= 2  # type: ignore[operator]
+                await early.disconnect()
+            await asyncio.sleep(2.5)
+            with Paho("ret-late") as late:
+                await late.connect(h.port)
+                await late.subscribe("ret/#", 1)
+                (m,) = await late.expect(1)
+                assert m.topic == "ret/long"
+                assert 1 <= _interval(m) <= 3600 - 2, _interval(m)  # type: ignore[operator]
+                await late.nothing(0.3)
+                await late.disconnect()
+            await pub.disconnect()

@@ -237,3 +237,49 @@ async def test_a_thingsboard_gateway_gets_nothing_of_other_dialects(h: TbHub) ->
         assert (await call).status_code == 200
         leaked = [t for t, _ in gw.pending() if not t.startswith("v1/")]
         assert leaked == []
+
+
+async def test_deleted_product_and_device_are_created_again_on_the_next_connect(h: TbHub) -> None:
+    """Issue 19 (8): the dialect's type -> product cache follows deletions over REST."""
+    async with gateway_client(h) as gw:
+        assert await gw.publish("v1/gateway/connect", {"device": "Meter X", "type": "water-meter"}) == 0
+        dev = await h.device("Meter X")
+        product_id = dev.product_id
+        assert (await h.store.catalog.get_product(TENANT, product_id)).name == "water-meter"
+        # the operator deletes the device, then its auto-created product
+        r = await h.http.delete(f"/api/v1/devices/{dev.id}")
+        assert r.status_code == 204, r.text
+        r = await h.http.delete(f"/api/v1/products/{product_id}")
+        assert r.status_code == 204, r.text
+        assert await h.store.devices.find_by_name(TENANT, "Meter X") is None
+        # the same gateway session connects the same name and type again: created again
+        for _ in range(100):  # the session learns of the deletion through the topology event
+            assert await gw.publish("v1/gateway/connect", {"device": "Meter X", "type": "water-meter"}) == 0
+            if await h.store.devices.find_by_name(TENANT, "Meter X") is not None:
+                break
+            await asyncio.sleep(0.05)
+        again = await h.device("Meter X")
+        assert again.presence is Presence.ONLINE and again.parent_id == "gw1"
+        assert (await h.store.catalog.get_product(TENANT, again.product_id)).name == "water-meter"
+        body = {"Meter X": [{"ts": 1_700_000_000_000, "values": {"litres": 12.5}}]}
+        assert await gw.publish("v1/gateway/telemetry", body) == 0
+        assert (await h.points(again.id))["litres"] == [{"ts": 1_700_000_000_000, "value": 12.5}]
+
+
+async def test_a_refused_name_is_tried_again_on_the_next_connect(h: TbHub) -> None:
+    """Issue 19 (8): a name refused once (a direct device's) is not ignored for the rest of the
+    session: once the operator has removed what refused it, the next connect creates it."""
+    await h.store.catalog.create_product(TENANT, "plain", "Plain device", NodeType.DIRECT)
+    direct = await h.store.devices.create(TENANT, "Boiler", "plain")
+    async with gateway_client(h) as gw:
+        assert await gw.publish("v1/gateway/connect", {"device": "Boiler", "type": "boiler"}) == 0
+        assert (await h.device("Boiler")).kind is DeviceKind.DIRECT  # refused: not a sub-device
+        r = await h.http.delete(f"/api/v1/devices/{direct.id}")
+        assert r.status_code == 204, r.text
+        assert await gw.publish("v1/gateway/connect", {"device": "Boiler", "type": "boiler"}) == 0
+        sub = await h.device("Boiler")
+        assert sub.kind is DeviceKind.SUBDEVICE and sub.parent_id == "gw1" and sub.presence is Presence.ONLINE
+        assert (
+            await gw.publish("v1/gateway/telemetry", {"Boiler": [{"ts": 1_700_000_000_000, "values": {"t": 60}}]}) == 0
+        )
+        assert (await h.points(sub.id))["t"] == [{"ts": 1_700_000_000_000, "value": 60}]

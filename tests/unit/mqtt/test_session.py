@@ -100,3 +100,49 @@ def test_discards_will() -> None:
     assert discards_will(0x00)
     assert not discards_will(0x04)
     assert not discards_will(0x80)
+
+
+def test_message_expiry_queued_inflight_and_remaining_interval() -> None:
+    """MQTT 5 3.3.2.3.3: an expired queued message is not sent (its token hears 0x80); one in
+    flight is sent again (its delivery had started) with interval 0; the interval sent is what is
+    left; a message without a deadline is sent as given."""
+    import time
+
+    from gatehub.protocols.mqtt import Properties
+
+    first = Peer(5).connected("dev", properties=Properties(receive_maximum=1))
+    server = first.server
+    now = time.monotonic()
+    props = Properties(message_expiry_interval=10)
+    # in flight (the window is 1), then unacknowledged when the connection drops
+    assert server.send_publish("t", b"inflight", 1, properties=props, expires_at=now + 0.05) is SendResult.SENT
+    [sent] = first.received()
+    assert isinstance(sent, PublishPacket) and sent.properties.message_expiry_interval == 1
+    assert server.send_publish("t", b"queued-expires", 1, properties=props, token="gone", expires_at=now + 0.05) is (
+        SendResult.QUEUED
+    )
+    server.receive_eof()
+    session = server.session
+    assert session is not None
+    # while offline
+    assert server.send_publish("t", b"keeps", 1, properties=props, expires_at=now + 100) is SendResult.QUEUED
+    assert server.send_publish("t", b"plain", 1, properties=props) is SendResult.QUEUED
+    time.sleep(0.1)
+
+    second = Peer(5)
+    second.connect("dev", clean_start=False)
+    second.server.accept(session=session)
+    packets = second.received()[1:]
+    assert [(p.payload, p.dup, p.properties.message_expiry_interval) for p in packets] == [  # type: ignore[union-attr]
+        (b"inflight", True, 0),
+        (b"keeps", False, 100),
+        (b"plain", False, 10),
+    ]
+    expired = [e for e in second.server.events_received() if isinstance(e, PubAckReceived)]
+    assert [(e.reason_code, e.token) for e in expired] == [(0x80, "gone")]
+    # QoS 0 with a passed deadline is not sent; one in time carries what is left
+    assert second.server.send_publish("t", b"q0", 0, properties=props, expires_at=now) is SendResult.DROPPED_EXPIRED
+    left = time.monotonic() + 4.5
+    assert second.server.send_publish("t", b"q0", 0, properties=props, expires_at=left) is SendResult.SENT
+    [q0] = second.received()
+    assert q0.properties.message_expiry_interval == 5  # type: ignore[union-attr]

@@ -5,6 +5,8 @@ session resume) and the acknowledgements of inbound messages (in arrival order, 
 
 from __future__ import annotations
 
+import math
+import time
 from collections import OrderedDict, deque
 
 from gatehub.errors import LocalProtocolError
@@ -30,6 +32,17 @@ _STRIP_ON_PUBLISH = (PropertyId.TOPIC_ALIAS, PropertyId.SUBSCRIPTION_IDENTIFIER)
 # packets that may carry reason strings / user properties even if the client asked not to
 _ALWAYS_INFORM = (ConnackPacket, DisconnectPacket, PublishPacket)
 _PLAIN_ACK = {1: b"\x40\x02", 2: b"\x50\x02"}
+#: reason code of the PubAckReceived reported for a queued message that expired before it went
+EXPIRED_REASON = 0x80
+
+
+def remaining_expiry(props: Properties, expires_at: float, now: float | None = None) -> Properties | None:
+    """``props`` with the Message Expiry Interval set to what is left until ``expires_at`` (whole
+    seconds, rounded up: MQTT 5 3.3.2.3.3), or None when the deadline has passed."""
+    left = expires_at - (time.monotonic() if now is None else now)
+    if left <= 0:
+        return None
+    return props.replace(message_expiry_interval=math.ceil(left))
 
 
 class OutboundMixin:
@@ -83,8 +96,17 @@ class OutboundMixin:
         properties: Properties = EMPTY_PROPERTIES,
         subscription_identifiers: tuple[int, ...] = (),
         token: object = None,
+        expires_at: float = 0.0,
     ) -> SendResult:
         """Send a message to the client, or queue it.
+
+        ``expires_at`` (a :func:`time.monotonic` deadline, 0.0 for none) is the end of the
+        message's Message Expiry Interval: whenever the message is sent, the interval in it is what
+        is left, and a message whose deadline passed before it was sent is dropped
+        (``DROPPED_EXPIRED``, or ``PubAckReceived`` with :data:`EXPIRED_REASON` for one that
+        waited in the queue). A message already sent and unacknowledged is still sent again on
+        session resume (MQTT 5 4.4: its onward delivery had started), with an interval of 0 if its
+        deadline has passed.
 
         QoS 1/2 messages beyond the client's Receive Maximum wait in the session queue (bounded:
         ``DROPPED_QUEUE_FULL`` beyond). A message above the client's Maximum Packet Size is
@@ -101,8 +123,14 @@ class OutboundMixin:
             if not qos or session is None:
                 return SendResult.DROPPED_NOT_CONNECTED
             msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers, token)
+            msg.expires_at = expires_at
             return SendResult.QUEUED if session.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
         if not qos:
+            if expires_at:
+                left = remaining_expiry(properties, expires_at)
+                if left is None:
+                    return SendResult.DROPPED_EXPIRED
+                properties = left
             data = self._encode_publish(topic, payload, 0, retain, False, 0, properties, subscription_identifiers)
             if data is None:
                 return SendResult.DROPPED_TOO_LARGE
@@ -111,13 +139,21 @@ class OutboundMixin:
         session = self.session
         assert session is not None
         msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers, token)
+        if expires_at:
+            msg.expires_at = expires_at
         if session.queue or len(session.inflight) >= self._client_receive_max:
             return SendResult.QUEUED if session.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
-        return SendResult.SENT if self._transmit(msg) else SendResult.DROPPED_TOO_LARGE
+        return self._transmit(msg)
 
-    def _transmit(self, msg: OutboundMessage) -> bool:
+    def _transmit(self, msg: OutboundMessage) -> SendResult:
         session = self.session
         assert session is not None
+        props = msg.properties
+        if msg.expires_at:
+            left = remaining_expiry(props, msg.expires_at)
+            if left is None:
+                return SendResult.DROPPED_EXPIRED
+            props = left
         pid = session.allocate_packet_id()
         data = self._encode_publish(
             msg.topic,
@@ -126,16 +162,16 @@ class OutboundMixin:
             msg.retain,
             False,
             pid,
-            msg.properties,
+            props,
             msg.subscription_identifiers,
         )
         if data is None:
-            return False
+            return SendResult.DROPPED_TOO_LARGE
         msg.packet_id = pid
         msg.released = False
         session.inflight[pid] = msg
         self._out.append(data)
-        return True
+        return SendResult.SENT
 
     def _pump(self) -> None:
         """Move queued messages into the receive window while it has room."""
@@ -146,22 +182,30 @@ class OutboundMixin:
         while queue and len(session.inflight) < self._client_receive_max:
             msg = queue.popleft()
             if msg.qos:
-                sent = self._transmit(msg)
+                res = self._transmit(msg)
             else:
-                data = self._encode_publish(
-                    msg.topic,
-                    msg.payload,
-                    0,
-                    msg.retain,
-                    False,
-                    0,
-                    msg.properties,
-                    msg.subscription_identifiers,
-                )
-                sent = data is not None
-                if data is not None:
-                    self._out.append(data)
-            if not sent:
+                props: Properties | None = msg.properties
+                if msg.expires_at:
+                    props = remaining_expiry(msg.properties, msg.expires_at)
+                if props is None:
+                    res = SendResult.DROPPED_EXPIRED
+                else:
+                    data = self._encode_publish(
+                        msg.topic,
+                        msg.payload,
+                        0,
+                        msg.retain,
+                        False,
+                        0,
+                        props,
+                        msg.subscription_identifiers,
+                    )
+                    res = SendResult.DROPPED_TOO_LARGE if data is None else SendResult.SENT
+                    if data is not None:
+                        self._out.append(data)
+            if res is SendResult.DROPPED_EXPIRED:
+                self._events.append(PubAckReceived(0, EXPIRED_REASON, msg))
+            elif res is not SendResult.SENT:
                 self._events.append(PubAckReceived(0, 0x95, msg))
 
     def _resend_inflight(self) -> None:
@@ -171,6 +215,9 @@ class OutboundMixin:
             if msg.released:
                 self._send(PubRelPacket(pid))
                 continue
+            props = msg.properties
+            if msg.expires_at:  # its delivery had started: sent again, with what is left (maybe 0)
+                props = remaining_expiry(props, msg.expires_at) or props.replace(message_expiry_interval=0)
             data = self._encode_publish(
                 msg.topic,
                 msg.payload,
@@ -178,7 +225,7 @@ class OutboundMixin:
                 msg.retain,
                 True,
                 pid,
-                msg.properties,
+                props,
                 msg.subscription_identifiers,
             )
             if data is None:

@@ -26,7 +26,10 @@ class OutboundMessage:
     ``token`` is the caller's own reference (an RPC id, a store offset); it comes back in
     :class:`~gatehub.protocols.mqtt.events.PubAckReceived`. ``packet_id`` is assigned when the
     message enters the in-flight window; ``released`` is True once PUBREC came (QoS 2) and PUBREL
-    went.
+    went. ``expires_at`` is the absolute :func:`time.monotonic` deadline of a message that carries
+    a Message Expiry Interval (MQTT 5 3.3.2.3.3), 0.0 (the default: no work at all) for the others;
+    the interval sent is what is left of it, and a message past it is not sent unless it is
+    already in flight (see :meth:`~gatehub.protocols.mqtt.connection.ServerConnection.send_publish`).
     """
 
     topic: str
@@ -38,6 +41,7 @@ class OutboundMessage:
     token: object = None
     packet_id: int = 0
     released: bool = False
+    expires_at: float = 0.0
 
 
 class SendResult(Enum):
@@ -48,6 +52,7 @@ class SendResult(Enum):
     DROPPED_TOO_LARGE = "dropped_too_large"  # above the client's Maximum Packet Size
     DROPPED_QUEUE_FULL = "dropped_queue_full"  # the session queue is at its bound
     DROPPED_NOT_CONNECTED = "dropped_not_connected"  # QoS 0 while no connection
+    DROPPED_EXPIRED = "dropped_expired"  # its Message Expiry Interval passed before it could go
 
     @property
     def accepted(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,16 @@ class Retained:
     payload: bytes
     qos: int
     properties: Properties
+    expires_at: float = 0.0  # Message Expiry deadline (time.monotonic), 0.0 for none
+
+
+def expiry_deadline(properties: Properties) -> float:
+    """The monotonic deadline of a message's Message Expiry Interval, 0.0 without one (or 0)."""
+    if properties:
+        interval = properties.message_expiry_interval
+        if interval:
+            return time.monotonic() + interval
+    return 0.0
 
 
 class Broker(Dialect):
@@ -61,10 +72,19 @@ class Broker(Dialect):
         p = session.principal
         assert p is not None
         tenant = p.tenant_id
+        props = packet.properties
+        expires_at = 0.0 if props is EMPTY_PROPERTIES else expiry_deadline(props)  # MQTT 3.1.1: always empty
         if packet.retain:
-            self._retain(tenant, packet.topic, packet.payload, packet.qos, packet.properties)
+            self._retain(tenant, packet.topic, packet.payload, packet.qos, props, expires_at)
         n = self.route(
-            tenant, packet.topic, packet.payload, packet.qos, packet.retain, packet.properties, sender=session.client_id
+            tenant,
+            packet.topic,
+            packet.payload,
+            packet.qos,
+            packet.retain,
+            props,
+            sender=session.client_id,
+            expires_at=expires_at,
         )
         if not packet.qos:
             return None
@@ -99,8 +119,10 @@ class Broker(Dialect):
         retain: bool,
         properties: Properties = EMPTY_PROPERTIES,
         sender: str | None = None,
+        expires_at: float = 0.0,
     ) -> int:
-        """Deliver to every matching subscription of ``tenant``; returns how many got it."""
+        """Deliver to every matching subscription of ``tenant``; returns how many got it.
+        ``expires_at``: the Message Expiry deadline (:func:`expiry_deadline`), 0.0 for none."""
         trie = self.tries.get(tenant)
         if trie is None or self.hub is None:
             return 0
@@ -123,11 +145,18 @@ class Broker(Dialect):
         n = 0
         for client, (q, r, ids) in per_client.items():
             res = hub.deliver(
-                (tenant, client), topic, payload, q, r, properties=properties, subscription_identifiers=tuple(ids)
+                (tenant, client),
+                topic,
+                payload,
+                q,
+                r,
+                properties=properties,
+                subscription_identifiers=tuple(ids),
+                expires_at=expires_at,
             )
             n += self._count(res.accepted)
         for (_group, _filter), members in matches.shared.items():
-            n += self._deliver_shared(tenant, topic, payload, qos, retain, properties, members)
+            n += self._deliver_shared(tenant, topic, payload, qos, retain, properties, members, expires_at)
         return n
 
     def _deliver_shared(
@@ -139,6 +168,7 @@ class Broker(Dialect):
         retain: bool,
         properties: Properties,
         members: list[tuple[str, SubOptions]],
+        expires_at: float = 0.0,
     ) -> int:
         assert self.hub is not None
         live = [m for m in members if (tenant, m[0]) in self.hub.live]
@@ -155,6 +185,7 @@ class Broker(Dialect):
                 retain and opts.sub.retain_as_published,
                 properties=properties,
                 subscription_identifiers=(opts.sub_id,) if opts.sub_id else (),
+                expires_at=expires_at,
             )
             if res.accepted:
                 return self._count(True)
@@ -168,7 +199,9 @@ class Broker(Dialect):
         return 0
 
     # retained ---------------------------------------------------------------------------------
-    def _retain(self, tenant: str, topic: str, payload: bytes, qos: int, properties: Properties) -> None:
+    def _retain(
+        self, tenant: str, topic: str, payload: bytes, qos: int, properties: Properties, expires_at: float = 0.0
+    ) -> None:
         store = self.retained.setdefault(tenant, {})
         if not payload:
             store.pop(topic, None)
@@ -176,7 +209,7 @@ class Broker(Dialect):
         if topic not in store and len(store) >= self.retained_max:
             log.warning("tenant %s has %d retained messages (the limit); %s not retained", tenant, len(store), topic)
             return
-        store[topic] = Retained(payload, qos, properties)
+        store[topic] = Retained(payload, qos, properties, expires_at)
 
     def _send_retained(
         self, session: MqttSession, tenant: str, topic_filter: str, sub: Subscription, sub_id: int | None
@@ -184,7 +217,11 @@ class Broker(Dialect):
         store = self.retained.get(tenant)
         if not store:
             return
+        now = time.monotonic()
         for topic, msg in list(store.items()):
+            if msg.expires_at and msg.expires_at <= now:
+                del store[topic]  # expired: no longer retained (MQTT 5 3.3.2.3.3)
+                continue
             if topic_matches(topic_filter, topic):
                 session.send(
                     topic,
@@ -193,6 +230,7 @@ class Broker(Dialect):
                     True,
                     properties=msg.properties,
                     subscription_identifiers=(sub_id,) if sub_id else (),
+                    expires_at=msg.expires_at,
                 )
 
     # session hooks ----------------------------------------------------------------------------
@@ -205,6 +243,7 @@ class Broker(Dialect):
         props = will.properties
         if props.will_delay_interval is not None:  # a will property, not allowed in PUBLISH
             props = props.without(PropertyId.WILL_DELAY_INTERVAL)
+        expires_at = expiry_deadline(props)
         if will.retain:
-            self._retain(tenant, will.topic, will.payload, will.qos, props)
-        self.route(tenant, will.topic, will.payload, will.qos, will.retain, props, sender=None)
+            self._retain(tenant, will.topic, will.payload, will.qos, props, expires_at)
+        self.route(tenant, will.topic, will.payload, will.qos, will.retain, props, sender=None, expires_at=expires_at)

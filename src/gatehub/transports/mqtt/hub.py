@@ -313,17 +313,26 @@ class MqttHub:
         *,
         properties: Properties = EMPTY_PROPERTIES,
         subscription_identifiers: tuple[int, ...] = (),
+        expires_at: float = 0.0,
     ) -> SendResult:
-        """Deliver to a client session, live or stored (QoS 1/2 wait in a stored session)."""
+        """Deliver to a client session, live or stored (QoS 1/2 wait in a stored session).
+        ``expires_at``: the message's Message Expiry deadline (:func:`time.monotonic`), 0.0 for none."""
         s = self.live.get(key)
         if s is not None and not s.closed:
             return s.send(
-                topic, payload, qos, retain, properties=properties, subscription_identifiers=subscription_identifiers
+                topic,
+                payload,
+                qos,
+                retain,
+                properties=properties,
+                subscription_identifiers=subscription_identifiers,
+                expires_at=expires_at,
             )
         st = self.stored.get(key)
         if st is None or not qos:
             return SendResult.DROPPED_NOT_CONNECTED
         msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers)
+        msg.expires_at = expires_at
         return SendResult.QUEUED if st.state.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
 
     async def _watch_blacklist(self, sub: Any) -> None:

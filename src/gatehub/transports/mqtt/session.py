@@ -329,6 +329,7 @@ class MqttSession(asyncio.Protocol):
         properties: Properties = EMPTY_PROPERTIES,
         subscription_identifiers: tuple[int, ...] = (),
         on_ack: Callable[[int], None] | None = None,
+        expires_at: float = 0.0,
     ) -> SendResult:
         """Publish to this client (QoS 1/2 wait in the session for the receive window).
         ``on_ack(reason_code)`` runs when the client acknowledged a QoS 1/2 message."""
@@ -345,6 +346,7 @@ class MqttSession(asyncio.Protocol):
             properties=properties,
             subscription_identifiers=subscription_identifiers,
             token=on_ack,
+            expires_at=expires_at,
         )
         # coalesce a burst of deliveries into few writes (syscalls), at most FLUSH_AT bytes each,
         # so that the transport's pause_writing still stops QoS 0 to a slow reader in time

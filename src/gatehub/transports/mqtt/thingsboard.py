@@ -35,7 +35,7 @@ import orjson
 
 from gatehub.domain.model import DeviceKind, NodeType, Presence
 from gatehub.domain.telemetry import check_key, flatten_points, now_ms
-from gatehub.errors import AlreadyExists, GatehubError, InvalidInput, StorageError, Unavailable
+from gatehub.errors import AlreadyExists, GatehubError, InvalidInput, NotFound, StorageError, Unavailable
 from gatehub.protocols.mqtt import Publish, Subscription
 from gatehub.protocols.mqtt.topics import topic_matches
 from gatehub.store import WriteBatch
@@ -163,18 +163,44 @@ class ThingsBoardDialect(Dialect):
         self.rpc = RpcService(self, rpc_calls)
         self.pusher = AttributePusher(self)
         self.ext: Any = None  # thingsboard_ext.TbExtension: the gatehub extension topics
+        self._catalog_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.rpc.start()
         self.pusher.start()
         if self.ext is not None:
             await self.ext.start()
+        self._catalog_task = asyncio.create_task(self._watch_catalog(), name="tb-catalog")
 
     async def stop(self) -> None:
+        if self._catalog_task is not None:
+            self._catalog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._catalog_task
+            self._catalog_task = None
         if self.ext is not None:
             await self.ext.stop()
         self.pusher.stop()
         await self.rpc.stop()
+
+    async def _watch_catalog(self) -> None:
+        """Drop the cached type -> product entries of a product that changed or was deleted
+        (``catalog.product`` from the store), so the next connect of that type looks it up again
+        (and creates it again if it is gone)."""
+        bus = self.hub.bus
+        while True:
+            sub = bus.subscribe("catalog.product", maxsize=10_000)
+            async for env in sub:
+                self.forget_product(str(env.data.get("tenantId")), str(env.data.get("productId")))
+            self.products.clear()  # fell behind: forget everything
+            if self.ext is not None:
+                self.ext.forget_products()
+
+    def forget_product(self, tenant_id: str, product_id: str) -> None:
+        for key in [k for k, v in self.products.items() if v == product_id and k[0] == tenant_id]:
+            del self.products[key]
+        if self.ext is not None:
+            self.ext.forget_products(tenant_id, product_id)
 
     # sessions ---------------------------------------------------------------------------------
     async def on_disconnect(self, session: MqttSession, *, taken_over: bool) -> None:
@@ -407,13 +433,19 @@ class ThingsBoardDialect(Dialect):
         await self.store.devices.set_presence(tenant_id, device_id, Presence.OFFLINE, cascade=False)
 
     # sub-device registry ----------------------------------------------------------------------
-    async def resolve(self, session: MqttSession, st: TbState, p: MqttPrincipal, name: Any, type_: Any) -> str | None:
+    async def resolve(
+        self, session: MqttSession, st: TbState, p: MqttPrincipal, name: Any, type_: Any, *, retry: bool = False
+    ) -> str | None:
         """The id of sub-device ``name`` of this gateway, connecting it (and creating it, or
-        moving it from another gateway) if needed. None when the name cannot be this gateway's."""
+        moving it from another gateway) if needed. None when the name cannot be this gateway's.
+
+        A refused name is logged and remembered so that data for it does not reach the database
+        on every message; an explicit connect (``retry``) always tries it again (what refused it,
+        a deleted product or a device of another kind, may have changed since)."""
         if not isinstance(name, str) or not name:
             return None
         dev_id = st.devices.get(name)
-        if dev_id is not None or name in st.bad:
+        if dev_id is not None or (name in st.bad and not retry):
             return dev_id
         gw = p.device_id
         assert gw is not None
@@ -444,6 +476,7 @@ class ThingsBoardDialect(Dialect):
             if len(st.bad) < 10_000:
                 st.bad.add(name)
             return None
+        st.bad.discard(name)
         st.devices[name] = dev.id
         st.names[dev.id] = name
         self._connected(session, st, dev.id, since)
@@ -462,7 +495,13 @@ class ThingsBoardDialect(Dialect):
     async def _create_sub(self, tenant: str, gw: str, name: str, type_: str) -> Any:
         product = await self._product(tenant, type_)
         try:
-            return await self.store.devices.create(tenant, name, product, parent_id=gw)
+            try:
+                return await self.store.devices.create(tenant, name, product, parent_id=gw)
+            except NotFound:
+                # the cached product was deleted and its event is not here yet: look it up again
+                self.forget_product(tenant, product)
+                product = await self._product(tenant, type_)
+                return await self.store.devices.create(tenant, name, product, parent_id=gw)
         except AlreadyExists:
             dev = await self.store.devices.find_by_name(tenant, name)
             if dev is not None:
@@ -503,7 +542,7 @@ class ThingsBoardDialect(Dialect):
         if not isinstance(name, str) or not name:
             log.info("%s: connect without a device name", session.client_id)
             return BAD_PAYLOAD
-        await self.resolve(session, st, p, name, body.get("type"))  # a refused name is logged there
+        await self.resolve(session, st, p, name, body.get("type"), retry=True)  # a refusal is logged there
         return OK
 
     async def _disconnect(self, session: MqttSession, st: TbState, p: MqttPrincipal, body: dict[str, Any]) -> int:

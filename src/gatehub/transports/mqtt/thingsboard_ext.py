@@ -187,6 +187,13 @@ class TbExtension:
             session.disconnect(code, "refused")
         return code
 
+    def forget_products(self, tenant_id: str | None = None, product_id: str | None = None) -> None:
+        """Drop cached product names: one product's (renamed or deleted), or all of them."""
+        if tenant_id is None or product_id is None:
+            self._product_names.clear()
+        else:
+            self._product_names.pop((tenant_id, product_id), None)
+
     # topology ---------------------------------------------------------------------------------
     async def _type_of(self, tenant: str, product_id: str) -> str:
         name = self._product_names.get((tenant, product_id))
