@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -78,3 +80,55 @@ async def test_openapi_states_the_request_media_type_and_415(hub: IotdaHub) -> N
         assert list(op["requestBody"]["content"]) == ["application/json"]
         assert "application/json" in op["requestBody"]["description"]
         assert "IOTDA.000006" in op["responses"]["415"]["description"]
+
+
+# -- TLS versions --------------------------------------------------------------------------------
+
+# A TLS 1.0/1.1 ClientHello, literal bytes (Python's ssl may refuse to send one at all: OpenSSL's
+# security level): record header, handshake header, client_version, a fixed random, no session,
+# five cipher suites of that era (ECDHE/RSA with AES-CBC, 3DES), null compression, no extensions.
+_HELLO_BODY = (
+    bytes(range(32))  # random
+    + b"\x00"  # session id
+    + b"\x00\x0a\xc0\x13\xc0\x14\x00\x2f\x00\x35\x00\x0a"  # cipher suites
+    + b"\x01\x00"  # compression: null
+)
+
+
+def legacy_hello(version: bytes) -> bytes:
+    body = version + _HELLO_BODY
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
+
+
+async def _answer_to(port: int, hello: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(hello)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(64), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("version", "name"), [(b"\x03\x01", "1.0"), (b"\x03\x02", "1.1")], ids=["tls1.0", "tls1.1"])
+async def test_tls_1_0_and_1_1_get_the_protocol_version_alert(hub: IotdaHub, version: bytes, name: str) -> None:
+    answer = await _answer_to(hub.port, legacy_hello(version))
+    # one plaintext alert record: content type 21, the client's version, length 2, fatal (2), 70
+    assert answer == b"\x15" + version + b"\x00\x02\x02\x46", (name, answer.hex())
+    # the listener still serves TLS 1.2+ afterwards
+    assert (await hub.client.get("/v5/openapi.json")).status_code == 200
+
+
+async def test_openssl_s_client_tls1_1_reads_alert_70(hub: IotdaHub) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary")
+    proc = await asyncio.create_subprocess_exec(
+        "openssl", "s_client", "-tls1_1", "-connect", f"127.0.0.1:{hub.port}",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode(errors="replace")
+    if "no protocols available" in text:
+        pytest.skip("this openssl cannot offer TLS 1.1 at all")
+    assert "alert protocol version" in text and "alert number 70" in text, text
