@@ -11,6 +11,7 @@ import pytest
 
 from gatehub.protocols import iotda as p
 from tests.integration.iotda_helpers import DIRECT, GATEWAY, SECRET, IotdaHub, error, iotda_hub
+from tests.integration.tls_helpers import answer_to, legacy_hello
 
 PROPS = f"/v5/devices/{DIRECT}/sys/properties/report"
 MSG = f"/v5/devices/{DIRECT}/sys/messages/up"
@@ -84,36 +85,10 @@ async def test_openapi_states_the_request_media_type_and_415(hub: IotdaHub) -> N
 
 # -- TLS versions --------------------------------------------------------------------------------
 
-# A TLS 1.0/1.1 ClientHello, literal bytes (Python's ssl may refuse to send one at all: OpenSSL's
-# security level): record header, handshake header, client_version, a fixed random, no session,
-# five cipher suites of that era (ECDHE/RSA with AES-CBC, 3DES), null compression, no extensions.
-_HELLO_BODY = (
-    bytes(range(32))  # random
-    + b"\x00"  # session id
-    + b"\x00\x0a\xc0\x13\xc0\x14\x00\x2f\x00\x35\x00\x0a"  # cipher suites
-    + b"\x01\x00"  # compression: null
-)
-
-
-def legacy_hello(version: bytes) -> bytes:
-    body = version + _HELLO_BODY
-    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
-    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
-
-
-async def _answer_to(port: int, hello: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(hello)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(64), 10)
-    finally:
-        writer.close()
-
 
 @pytest.mark.parametrize(("version", "name"), [(b"\x03\x01", "1.0"), (b"\x03\x02", "1.1")], ids=["tls1.0", "tls1.1"])
 async def test_tls_1_0_and_1_1_get_the_protocol_version_alert(hub: IotdaHub, version: bytes, name: str) -> None:
-    answer = await _answer_to(hub.port, legacy_hello(version))
+    answer = await answer_to(hub.port, legacy_hello(version))
     # one plaintext alert record: content type 21, the client's version, length 2, fatal (2), 70
     assert answer == b"\x15" + version + b"\x00\x02\x02\x46", (name, answer.hex())
     # the listener still serves TLS 1.2+ afterwards

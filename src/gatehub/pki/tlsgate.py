@@ -85,47 +85,47 @@ class TlsServer:
         self,
         factory: Callable[[], asyncio.BaseProtocol],
         ctx: ssl.SSLContext,
-        sock: socket.socket,
+        sockets: list[socket.socket],
         *,
         handshake_timeout: float | None = None,
         name: str = "tls",
     ) -> None:
         self.factory = factory
         self.ctx = ctx
-        self.sock = sock
         self.handshake_timeout = handshake_timeout
         self.name = name
-        self.sockets = [sock]
+        self.sockets = sockets
         self._pending: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
 
     def start(self) -> None:
-        self.sock.setblocking(False)
-        self._task = asyncio.get_running_loop().create_task(self._accept_loop(), name=f"{self.name}-accept")
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            sock.setblocking(False)
+            self._tasks.append(loop.create_task(self._accept_loop(sock), name=f"{self.name}-accept"))
 
     def is_serving(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return any(not t.done() for t in self._tasks)
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        for task in list(self._pending):
+        for task in (*self._tasks, *self._pending):
             task.cancel()
-        self.sock.close()
+        for sock in self.sockets:
+            sock.close()
         self._closed.set()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
-        tasks = [t for t in (self._task, *self._pending) if t is not None]
+        tasks = [*self._tasks, *self._pending]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _accept_loop(self) -> None:
+    async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _addr = await loop.sock_accept(self.sock)
+                conn, _addr = await loop.sock_accept(sock)
             except asyncio.CancelledError:
                 raise
             except OSError as exc:  # EMFILE and the like: keep the listener, back off a little
@@ -241,20 +241,31 @@ async def serve_tls(
     """Serve ``factory`` over TLS with ``ctx`` on ``sock`` or a new socket bound to ``host``:
     ``port``, answering a TLS 1.0/1.1-only ClientHello with the ``protocol_version`` alert. In
     place of ``loop.create_server(factory, host, port, ssl=ctx, ssl_handshake_timeout=...)``."""
-    if sock is None:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, kind, proto, _canon, addr = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            if reuse_address:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
-    sock.listen(backlog)
-    server = TlsServer(factory, ctx, sock, handshake_timeout=handshake_timeout, name=name)
+    sockets = [sock] if sock is not None else await _bind(host, port, reuse_address)
+    for s in sockets:
+        s.listen(backlog)
+    server = TlsServer(factory, ctx, sockets, handshake_timeout=handshake_timeout, name=name)
     server.start()
     return server
+
+
+async def _bind(host: str | None, port: int, reuse_address: bool) -> list[socket.socket]:
+    """Sockets bound to every address of ``host`` (all interfaces when empty), as create_server."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    out: list[socket.socket] = []
+    try:
+        for family, kind, proto, _canon, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            out.append(sock)
+            if reuse_address:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+    except OSError:
+        for sock in out:
+            sock.close()
+        raise
+    return out
