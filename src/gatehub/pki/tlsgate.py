@@ -152,15 +152,19 @@ class TlsServer:
             if not data:
                 return
             if version is not None:
-                log.info(
+                log.debug(
                     "%s: TLS %s ClientHello from %s refused (TLS 1.2+ only): protocol_version alert",
                     self.name,
                     _name(version),
                     _peer(conn),
                 )
                 with contextlib.suppress(OSError):
+                    # read the peeked hello for real first: closing with unread input sends a
+                    # TCP RST, which can make the client drop the alert before it reads it
+                    conn.recv(len(data))
                     await asyncio.wait_for(loop.sock_sendall(conn, alert_record(version)), 5.0)
                     conn.shutdown(socket.SHUT_WR)
+                    await asyncio.wait_for(_drain(conn), 2.0)  # until the client closes, bounded
                 return
             handed_over = True
             try:
@@ -208,6 +212,17 @@ def _judgeable(data: bytes) -> bool:
         return True
     record_end: int = 5 + struct.unpack_from(">H", data, 3)[0]
     return len(data) >= record_end
+
+
+async def _drain(conn: socket.socket) -> None:
+    """Discard what the peer still sends (at most 64 KiB) until it closes."""
+    loop = asyncio.get_running_loop()
+    left = 65536
+    while left > 0:
+        chunk = await loop.sock_recv(conn, 4096)
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
