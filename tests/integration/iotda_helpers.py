@@ -89,10 +89,17 @@ class IotdaHub:
         return token
 
     async def post(
-        self, path: str, token: str | None, body: Any = None, content: bytes | None = None
+        self,
+        path: str,
+        token: str | None,
+        body: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = "application/json",
     ) -> httpx.Response:
         headers = {} if token is None else {"access_token": token}
         if content is not None:
+            if content_type is not None:
+                headers["content-type"] = content_type
             return await self.client.post(path, headers=headers, content=content)
         return await self.client.post(path, headers=headers, json=body)
 

@@ -60,7 +60,7 @@ async def test_auth_errors(hub: IotdaHub) -> None:
     ):
         r = await hub.client.post("/v5/device-auth", json=bad)
         assert error(r, 400, "IOTDA.000006").startswith("Invalid input data."), bad
-    r = await hub.client.post("/v5/device-auth", content=b"{not json")
+    r = await hub.client.post("/v5/device-auth", content=b"{not json", headers={"content-type": "application/json"})
     error(r, 400, "IOTDA.000006")
 
 
@@ -260,9 +260,15 @@ async def test_body_limit_before_parsing(hub: IotdaHub) -> None:
         for _ in range(20):
             yield b" " * 65536
 
-    r = await hub.client.post(MSG, headers={"access_token": token}, content=chunks())
+    r = await hub.client.post(
+        MSG, headers={"access_token": token, "content-type": "application/json"}, content=chunks()
+    )
     error(r, 403, "IOTDA.021105")
-    error(await hub.client.post("/v5/device-auth", content=big), 403, "IOTDA.021105")
+    error(
+        await hub.client.post("/v5/device-auth", content=big, headers={"content-type": "application/json"}),
+        403,
+        "IOTDA.021105",
+    )
     at_limit = b'"' + b"y" * (limit - 2) + b'"'
     assert (await hub.post(MSG, token, content=at_limit)).status_code == 200
     assert await hub.count_rows() == 0 and await hub.count_events() == 1

@@ -162,9 +162,15 @@ async def test_curl_against_the_hub_ca(hub: IotdaHub) -> None:
         )  # fmt: skip
         assert rc == 0 and out.startswith("200 1."), out
     props = json.dumps({"services": [{"service_id": "s", "properties": {"v": 1}}]})
+    # curl -d alone sends application/x-www-form-urlencoded: refused (415), nothing stored
     rc, out = await _curl(
         "--cacert", str(hub.ca_file), "-H", f"access_token: {token}", "-d", props,
-        f"{hub.url}/v5/devices/{GATEWAY}/sys/properties/report", "-w", "%{http_code}",
+        f"{hub.url}/v5/devices/{GATEWAY}/sys/properties/report", "-w", " %{http_code}",
+    )  # fmt: skip
+    assert out.endswith(" 415") and '"IOTDA.000006"' in out and "x-www-form-urlencoded" in out, out
+    rc, out = await _curl(
+        "--cacert", str(hub.ca_file), "-H", f"access_token: {token}", "-H", "Content-Type: application/json",
+        "-d", props, f"{hub.url}/v5/devices/{GATEWAY}/sys/properties/report", "-w", "%{http_code}",
     )  # fmt: skip
     assert out == "200", out
     rc, out = await _curl(
@@ -172,6 +178,8 @@ async def test_curl_against_the_hub_ca(hub: IotdaHub) -> None:
         str(hub.ca_file),
         "-H",
         f"access_token: {token}",
+        "-H",
+        "Content-Type: application/json",
         "-d",
         '{"m":1}',
         "-w",
@@ -182,6 +190,8 @@ async def test_curl_against_the_hub_ca(hub: IotdaHub) -> None:
     rc, out = await _curl(
         "--cacert",
         str(hub.ca_file),
+        "-H",
+        "Content-Type: application/json",
         "-d",
         "{}",
         "-w",

@@ -24,6 +24,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from gatehub.devicelink.tcp import DirectDevice, nodelay
+from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols import devicelink as proto
 
 if TYPE_CHECKING:
@@ -47,21 +48,26 @@ class StreamListener:
         self.ssl = ssl_context
         self.port = 0
         self.pending: dict[str, HubChannel] = {}
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.Server | TlsServer | None = None
         self.attached = 0
         self.refused = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: StreamConn(self),
-            self.host or None,
-            self.requested_port,
-            reuse_address=True,
-            backlog=64,
-            ssl=self.ssl,
-            ssl_handshake_timeout=PREAMBLE_TIMEOUT if self.ssl is not None else None,
-        )
+        if self.ssl is not None:  # own accept loop: a TLS 1.0/1.1 hello gets the protocol_version alert
+            self.server = await serve_tls(
+                lambda: StreamConn(self),
+                self.ssl,
+                self.host or None,
+                self.requested_port,
+                backlog=64,
+                handshake_timeout=PREAMBLE_TIMEOUT,
+                name="device-link-tls",
+            )
+        else:
+            self.server = await loop.create_server(
+                lambda: StreamConn(self), self.host or None, self.requested_port, reuse_address=True, backlog=64
+            )
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("device-link stream channels on port %d%s", self.port, " (TLS)" if self.ssl else "")
 

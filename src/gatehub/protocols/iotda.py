@@ -48,6 +48,9 @@ TENANT_RATE = "IOTDA.021102"
 TOO_MANY_CHILDREN = "IOTDA.021103"
 NOT_A_CHILD = "IOTDA.021104"
 TOO_LARGE = "IOTDA.021105"
+# The seed documents no error for a wrong Content-Type: the hub answers HTTP 415 (RFC 9110
+# Unsupported Media Type) with the closest seed code, IOTDA.000006 (see unsupported_media_type).
+UNSUPPORTED_MEDIA_TYPE_STATUS = 415
 
 ERRORS: dict[str, tuple[int, str]] = {
     AUTH_FAILED: (401, "Authentication failed."),
@@ -64,14 +67,16 @@ ERRORS: dict[str, tuple[int, str]] = {
 class IotdaError(DomainError):
     """An IoTDA error answer. ``detail`` (for IOTDA.000006) names the offending field."""
 
-    def __init__(self, error_code: str, arg: object = None, *, detail: str | None = None) -> None:
-        status, msg = ERRORS[error_code]
+    def __init__(
+        self, error_code: str, arg: object = None, *, detail: str | None = None, status: int | None = None
+    ) -> None:
+        seed_status, msg = ERRORS[error_code]
         text = msg % (arg,) if "%s" in msg else msg
         if detail:
             text = f"{text} {detail}"
         super().__init__(text, code=error_code)
         self.error_code = error_code
-        self.http_status = status
+        self.http_status = seed_status if status is None else status
 
     def body(self) -> bytes:
         return orjson.dumps({"error_code": self.error_code, "error_msg": self.message})
@@ -79,6 +84,19 @@ class IotdaError(DomainError):
 
 def invalid(detail: str) -> IotdaError:
     return IotdaError(INVALID_INPUT, detail=detail)
+
+
+def check_content_type(value: bytes | None) -> None:
+    """Every request body is JSON: ``application/json`` in any case, parameters allowed
+    (``; charset=utf-8``). Anything else, or no Content-Type, is 415 with IOTDA.000006."""
+    if value is not None and value.split(b";", 1)[0].strip().lower() == b"application/json":
+        return
+    got = "none" if value is None else repr(value.decode("latin-1")[:100])
+    raise IotdaError(
+        INVALID_INPUT,
+        detail=f"Content-Type must be application/json, got {got}.",
+        status=UNSUPPORTED_MEDIA_TYPE_STATUS,
+    )
 
 
 # -- authentication ---------------------------------------------------------------------------

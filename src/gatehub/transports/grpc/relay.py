@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from gatehub.errors import GatehubError
 from gatehub.pki import CertificateIdentity, TlsContextProvider, peer_identity
+from gatehub.pki.tlsgate import TlsServer, serve_tls
 
 __all__ = ["ConnInfo", "GrpcTlsContexts", "TlsRelay"]
 
@@ -317,17 +318,12 @@ class TlsRelay:
         self.upstream_port = upstream_port
         self.close_grace = close_grace
         self.connections: dict[int, ConnInfo] = {}
-        self._server: asyncio.Server | None = None
+        self._server: TlsServer | None = None
 
     async def start(self) -> int:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Downstream(self),
-            self.host,
-            self.port,
-            ssl=self.contexts.outer,
-            ssl_handshake_timeout=10.0,
-            reuse_address=True,
+        # own accept loop: a TLS 1.0/1.1 hello gets the protocol_version alert (pki.tlsgate)
+        self._server = await serve_tls(
+            lambda: _Downstream(self), self.contexts.outer, self.host, self.port, handshake_timeout=10.0, name="grpc"
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]

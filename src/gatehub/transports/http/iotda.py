@@ -329,7 +329,8 @@ class IotdaApp:
             if method != "POST":
                 return _wrong_method(method)
             device_id = p.check_device_id(rest[:i])
-            token, length = _headers(scope)
+            token, length, ctype = _headers(scope)
+            p.check_content_type(ctype)
             self._check_length(length)
             rec = await svc.authorize(token, device_id)
             svc.rate_check(device_id, rec.tenant_id)
@@ -339,7 +340,8 @@ class IotdaApp:
         if path == "/v5/device-auth":
             if method != "POST":
                 return _wrong_method(method)
-            _token, length = _headers(scope)
+            _token, length, ctype = _headers(scope)
+            p.check_content_type(ctype)
             self._check_length(length)
             return 200, await svc.authenticate(await _read_body(receive, svc.max_body))
         if path == "/v5/openapi.json" and method in ("GET", "HEAD"):
@@ -357,15 +359,18 @@ class IotdaApp:
             raise p.IotdaError(p.TOO_LARGE)
 
 
-def _headers(scope: Scope) -> tuple[str | None, bytes | None]:
+def _headers(scope: Scope) -> tuple[str | None, bytes | None, bytes | None]:
     token: str | None = None
     length: bytes | None = None
+    ctype: bytes | None = None
     for name, value in scope["headers"]:
         if name == b"access_token":
             token = value.decode("latin-1")
         elif name == b"content-length":
             length = value
-    return token, length
+        elif name == b"content-type":
+            ctype = value
+    return token, length, ctype
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -22,10 +22,23 @@ def _error(*codes: str) -> dict[str, Any]:
     }
 
 
+_UNSUPPORTED = {
+    "description": "IOTDA.000006: Invalid input data. The Content-Type is not application/json "
+    "(a charset parameter is allowed); nothing is stored",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_BODY_NOTE = "Content-Type must be application/json (any case; parameters such as charset=utf-8 allowed), else 415."
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "description": _BODY_NOTE, "content": {"application/json": {"schema": schema}}}
+
+
 def _responses(statuses: dict[int, tuple[str, ...]]) -> dict[str, Any]:
     out: dict[str, Any] = {"200": {"description": "OK: reported and stored"}}
     for status, codes in statuses.items():
         out[str(status)] = _error(*codes)
+    out["415"] = _UNSUPPORTED
     return out
 
 
@@ -48,7 +61,7 @@ def _post(summary: str, body_schema: dict[str, Any], statuses: dict[int, tuple[s
         "post": {
             "summary": summary,
             "parameters": [_DEVICE_PARAM, _TOKEN_PARAM],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
+            "requestBody": _body(body_schema),
             "responses": _responses(statuses),
         }
     }
@@ -79,10 +92,7 @@ def openapi() -> dict[str, Any]:
             "/v5/device-auth": {
                 "post": {
                     "summary": "Authenticate a device and get an access token",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuthRequest"}}},
-                    },
+                    "requestBody": _body({"$ref": "#/components/schemas/AuthRequest"}),
                     "responses": {
                         "200": {
                             "description": "A new access token",
@@ -91,12 +101,13 @@ def openapi() -> dict[str, Any]:
                         "400": _error("IOTDA.000006"),
                         "401": _error("IOTDA.000002"),
                         "403": _error("IOTDA.021101", "IOTDA.021102", "IOTDA.021105"),
+                        "415": _UNSUPPORTED,
                     },
                 }
             },
             "/v5/devices/{device_id}/sys/messages/up": _post(
-                "Report a custom message (any body under 1 MB)",
-                {"type": "object", "description": "Any content; JSON is stored as JSON"},
+                "Report a custom message (any body under 1 MB, sent as application/json)",
+                {"type": "object", "description": "Any content; JSON is stored as JSON, other bytes as raw/base64"},
                 _REPORT_ERRORS,
             ),
             "/v5/devices/{device_id}/sys/properties/report": _post(

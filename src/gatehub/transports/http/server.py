@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from gatehub.pki.tlsgate import TlsServer, serve_tls
+
 log = logging.getLogger(__name__)
 
 
@@ -48,15 +50,32 @@ class HttpServer:
         self._ssl = ssl_context
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._tls: TlsServer | None = None
 
     async def start(self) -> None:
         config = self.server.config
         if not config.loaded:
             config.load()
         self.server.lifespan = config.lifespan_class(config)
-        # uvicorn builds contexts from files; ours comes ready-made (and may swap per handshake)
-        config.ssl = self._ssl
-        await self.server.startup(sockets=[self.sock])
+        if self._ssl is None:
+            await self.server.startup(sockets=[self.sock])
+        else:
+            # TLS: uvicorn gets no socket (it creates no server of its own); our accept loop serves
+            # its protocol over the context (ours comes ready-made and may swap per handshake) and
+            # answers a TLS 1.0/1.1 ClientHello with the protocol_version alert (pki.tlsgate)
+            config.ssl = None
+            await self.server.startup(sockets=[])
+            server = self.server
+
+            def protocol() -> asyncio.Protocol:
+                p: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                    config=config, server_state=server.server_state, app_state=server.lifespan.state
+                )
+                return p
+
+            self._tls = await serve_tls(
+                protocol, self._ssl, sock=self.sock, backlog=config.backlog, handshake_timeout=10.0, name=self.name
+            )
         self._task = asyncio.create_task(self.server.main_loop(), name=f"{self.name}-main-loop")
         log.info("%s listening on %s:%d", self.name, self.host, self.port)
 
@@ -65,5 +84,10 @@ class HttpServer:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._tls is not None:
+            self._tls.close()
         await self.server.shutdown(sockets=[self.sock])
+        if self._tls is not None:
+            await self._tls.wait_closed()
+            self._tls = None
         self.sock.close()

@@ -28,6 +28,7 @@ from gatehub.bus import Bus
 from gatehub.config import Settings
 from gatehub.domain.model import Presence
 from gatehub.pki import CertificateAuthority, TlsContextProvider
+from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols.mqtt import OutboundMessage, SendResult, ServerOptions, SessionState
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.store import IngestWriter, Store
@@ -88,7 +89,7 @@ class MqttHub:
         self.stored: dict[SessionKey, StoredSession] = {}
         self.by_device: dict[str, MqttSession] = {}
         self.wills: dict[SessionKey, asyncio.TimerHandle] = {}
-        self.listeners: dict[str, asyncio.Server | WebSocketListener] = {}
+        self.listeners: dict[str, asyncio.Server | TlsServer | WebSocketListener] = {}
         self.ports: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
 
@@ -141,10 +142,14 @@ class MqttHub:
             ctx = self.pki.server_context(require_client_cert=True)
         elif name != "ws":
             raise ValueError(f"unknown MQTT listener {name!r}")
-        server: asyncio.Server | WebSocketListener
+        server: asyncio.Server | TlsServer | WebSocketListener
         if name == "ws":
             port = self.ports.get(name, self.settings.mqtt_ws_port)
             server = await start_websocket_listener(self, host, port)
+        elif ctx is not None:  # own accept loop: a TLS 1.0/1.1 hello gets the protocol_version alert
+            server = await serve_tls(
+                lambda: MqttSession(self, name), ctx, host, port, backlog=1024, handshake_timeout=60.0, name="mqtts"
+            )
         else:
             server = await self.loop.create_server(
                 lambda: MqttSession(self, name), host, port, ssl=ctx, reuse_address=True, backlog=1024
