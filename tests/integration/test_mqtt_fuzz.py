@@ -40,7 +40,7 @@ from gatehub.protocols.mqtt import (
     Subscription,
     encode_packet,
 )
-from tests.conftest import node_settings
+from tests.conftest import event_loop_factory, node_settings
 from tests.unit.mqtt.test_fuzz import packets
 
 FUZZ = settings(
@@ -68,7 +68,8 @@ class NodeThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the loop --event-loop names
+                runner.run(self._main())
         except BaseException as exc:  # reported by start()
             self._error = exc
             self.ready.set()
