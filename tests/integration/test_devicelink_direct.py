@@ -22,6 +22,7 @@ from tests.integration.devicelink_helpers import (
     tcp_echo,
     udp_client,
     udp_echo,
+    write_until_held_back,
 )
 
 
@@ -242,3 +243,58 @@ async def test_tcp_timeout_counts_relayed_traffic(tmp_path: Path, sqlite_url: st
         closed = await eventually(lambda: h.events("acme", "devicelink.closed"))
         assert closed[0]["body"]["reason"] == "timeout: no traffic for 400 ms"
         assert closed[0]["body"]["bytesIn"] == 72 and closed[0]["body"]["bytesOut"] == 72
+
+
+async def test_a_client_is_not_read_while_the_device_is_being_reached(tmp_path: Path, sqlite_url: str) -> None:
+    """Until the device answers, the client's socket is not read (whatever it sends waits in TCP,
+    not in the hub's memory); then all of it reaches the device, in order. uvloop starts reading a
+    connection after connection_made even when that paused it: the pause is made again."""
+    # a device whose accept queue is full: the hub's SYN goes unanswered (retried after ~1 s)
+    dev = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    dev.bind(("127.0.0.1", 0))
+    dev.listen(0)
+    dev_port = dev.getsockname()[1]
+    fillers = [socket.create_connection(("127.0.0.1", dev_port))]  # backlog 0 holds one
+    try:
+        async with link_node(tmp_path, sqlite_url, devicelink_connect_timeout=20) as h:
+            await h.direct_device("acme", "plc")
+            await h.api.post("/api/v1/devices/plc/attributes/server", json={"deviceLinkAddress": "127.0.0.1"})
+            link = await h.create("plc", {"protocol": "tcp", "devicePort": dev_port})
+            _reader, writer = await tcp_client(link["port"])
+            sent = await write_until_held_back(writer, limit=16 * 1024 * 1024)
+            await asyncio.sleep(0.3)
+            client = h.links.get(link["token"], None).client
+            assert client is not None and client.device is None  # the device is still being reached
+            assert client._pause and not client.transport.is_reading()
+            assert len(client._pending) <= 256 * 1024  # at most the read before the pause took hold
+            assert sent < 16 * 1024 * 1024
+            # the device accepts: its queue frees, the hub's connect goes through
+            loop = asyncio.get_running_loop()
+            for f in fillers:
+                f.close()
+            dev.setblocking(False)
+            got = bytearray()
+            conns: list[socket.socket] = []
+            deadline = loop.time() + 30
+            while len(got) < sent and loop.time() < deadline:
+                try:
+                    c, _ = dev.accept()
+                    c.setblocking(False)
+                    conns.append(c)
+                except BlockingIOError:
+                    pass
+                for c in conns:
+                    try:
+                        while chunk := c.recv(1 << 20):
+                            got += chunk
+                    except BlockingIOError:
+                        pass
+                await asyncio.sleep(0.01)
+            assert len(got) == sent and got == b"\xa5" * sent
+            writer.close()
+            for c in conns:
+                c.close()
+    finally:
+        for f in fillers:
+            f.close()
+        dev.close()

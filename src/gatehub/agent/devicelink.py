@@ -379,6 +379,7 @@ class _StreamChannel(_TcpChannel):
         self.stream: _HubStream | None = None
         self.spliced: splice.SpliceRelay | None = None  # Linux: the kernel relays, no copies here
         self.framed = False  # fell back to the tunnel
+        self.early = b""  # the device's first bytes, read before the stream (or tunnel) took data
 
     async def _connect(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -402,14 +403,16 @@ class _StreamChannel(_TcpChannel):
             )
         except (OSError, TimeoutError, AssertionError) as exc:
             log.warning("channel %d: the hub's stream port is not reachable (%s): framed over MQTT", self.id, exc)
-            self.framed = True
-            self._opened()
+            self._fall_back()
         else:
             if self.closed:
                 stream.close()
                 return
             self.stream = stream
             stream.send(b"GHS1 " + self.token.encode("ascii") + b"\n", preamble=True)
+            if self.early:
+                early, self.early = self.early, b""
+                stream.send(early)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -431,8 +434,7 @@ class _StreamChannel(_TcpChannel):
             except BaseException:
                 device.close()
                 raise
-            self.framed = True
-            self._opened()
+            self._fall_back()
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
             return
@@ -448,6 +450,14 @@ class _StreamChannel(_TcpChannel):
             raise
         self.spliced = splice.SpliceRelay(loop, device, stream, on_closed=self._splice_closed)
         self.spliced.start()
+
+    def _fall_back(self) -> None:
+        """No stream: OPENED, and the data is framed over the tunnel from here on."""
+        self.framed = True
+        self._opened()
+        if self.early:
+            early, self.early = self.early, b""
+            super().data_received(early)
 
     def _splice_closed(self) -> None:
         self.spliced = None
@@ -473,6 +483,12 @@ class _StreamChannel(_TcpChannel):
             self.stream.send(data)
         elif self.framed:
             super().data_received(data)
+        elif not self.closed:
+            # uvloop starts reading once connection_made has returned, whatever it paused: hold
+            # this read (one at most) and pause again, now that pausing takes effect
+            self.early += data
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         if self.stream is not None:

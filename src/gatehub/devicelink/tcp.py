@@ -191,6 +191,10 @@ class ClientConn(asyncio.Protocol):
         self.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._pause and self.transport is not None:
+            # paused in connection_made: uvloop starts reading after it returns all the same, so
+            # the pause is made again here, where it takes effect (what came is kept in _pending)
+            self.transport.pause_reading()
         if self._header is not None:
             self._read_header(data)
             return

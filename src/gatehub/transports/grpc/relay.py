@@ -259,6 +259,8 @@ class _Downstream(asyncio.Protocol):
             up.transport.write(data)
         else:
             self.pending.append(data)
+            if self.transport is not None:  # paused in connection_made: made again where it holds (uvloop)
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         # TLS has no half-close: pass the EOF on; the transport then closes (connection_lost)
