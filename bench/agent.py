@@ -31,7 +31,7 @@ import asyncio, sys
 from pathlib import Path
 from gatehub.config import Settings
 from gatehub.domain.model import NodeType
-from gatehub.node import Node, run_loop
+from gatehub.app.node import Node, run_loop
 
 async def main(data_dir, url):
     s = Settings(data_dir=Path(data_dir), database_url=url, bind_host="127.0.0.1", http_port=-1, iotda_port=-1,

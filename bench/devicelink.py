@@ -320,7 +320,7 @@ async def _run(report: Report, quick: bool) -> None:
                     sys.executable,
                     "-c",
                     "import asyncio; from gatehub.config import load_settings; "
-                    "from gatehub.node import serve; asyncio.run(serve(load_settings()))",
+                    "from gatehub.app.node import serve; asyncio.run(serve(load_settings()))",
                 ]
             if os.environ.get("BENCH_PROFILE_HUB"):  # a cProfile of the hub for this run
                 cmd = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE_HUB"], cmd[0], "serve"]

@@ -43,9 +43,9 @@ def _hub_main(data_dir: str, conn: Connection) -> None:
 
 
 async def _hub(data_dir: str, conn: Connection) -> None:
+    from gatehub.app.node import Node
     from gatehub.config import Settings
     from gatehub.domain.model import NodeType
-    from gatehub.node import Node
 
     values: dict[str, Any] = {n: -1 for n in Settings.model_fields if n.endswith("_port") and "device" not in n}
     values.update(

@@ -229,7 +229,7 @@ async def _fan_out_figures(
 async def _issuance(report: Report, node: Any, seconds: float) -> None:
     from gatehub.pki import PKIName, issue_gateway_certificate
 
-    reg = node.ctx.extras["registry"]
+    reg = node.services.registry
     subject = PKIName(country="KR", organization="bench")
     n, t = 0, Timer()
     while t.elapsed < seconds:
@@ -244,8 +244,8 @@ async def _issuance(report: Report, node: Any, seconds: float) -> None:
 
 
 async def run(report: Report, quick: bool) -> None:
+    from gatehub.app.node import Node, settle_heap
     from gatehub.config import Settings
-    from gatehub.node import Node, settle_heap
     from gatehub.pki import PKIName
 
     with tempfile.TemporaryDirectory(prefix="gatehub-bench-master-") as tmp:
@@ -264,7 +264,7 @@ async def run(report: Report, quick: bool) -> None:
             }
         )
         async with Node(settings) as node:
-            reg = node.ctx.extras["registry"]
+            reg = node.services.registry
             await node.store.accounts.create_tenant("bench")
             events = 10 if quick else 50
             await reg.add_gateways("bench", [f"gw-{i}" for i in range(events)])

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gatehub.app.node import Node
 from gatehub.config import Settings
-from gatehub.node import Node
 
 _counter = itertools.count()
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiomqtt
 import httpx
 
+from gatehub.app.node import Node
 from gatehub.devicelink.service import DeviceLinks
 from gatehub.domain.model import NodeType
-from gatehub.node import Node
 from tests.conftest import node_settings
 
 TIMEOUT = 10.0
@@ -31,7 +31,7 @@ class LinkNode:
 
     @property
     def links(self) -> DeviceLinks:
-        svc: DeviceLinks = self.node.ctx.extras["devicelink"]  # type: ignore[union-attr]
+        svc: DeviceLinks = self.node.services.links  # type: ignore[union-attr]
         return svc
 
     @property

@@ -19,9 +19,9 @@ from typing import Any
 
 import grpc
 
-from gatehub.node import Node
+from gatehub.app.node import Node
 from gatehub.pki import IssuedCertificate, PKIName
-from gatehub.registry import GatewayRegistry
+from gatehub.services.registry import GatewayRegistry
 from tests.conftest import node_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ class Master:
 
     @property
     def registry(self) -> GatewayRegistry:
-        reg = self.node.ctx.extras["registry"]  # type: ignore[union-attr]
+        reg = self.node.services.registry  # type: ignore[union-attr]
         assert isinstance(reg, GatewayRegistry)
         return reg
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from gatehub.app.node import Node
 from gatehub.domain.model import NodeType
 from gatehub.domain.telemetry import now_ms
-from gatehub.node import Node
 from gatehub.protocols import iotda as p
 from gatehub.store.tables import events, telemetry
 from gatehub.transports.http.iotda import IotdaService
@@ -69,7 +69,7 @@ class IotdaHub:
 
     @property
     def service(self) -> IotdaService:
-        svc: IotdaService = self.node.ctx.extras["iotda"].service  # type: ignore[union-attr]
+        svc: IotdaService = self.node.iotda.service  # type: ignore[union-attr]
         return svc
 
     def now_ts(self, hours: int = 0) -> str:

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PahoProperties
 
+from gatehub.app.node import Node
 from gatehub.domain.model import NodeType
-from gatehub.node import Node
 from gatehub.pki import IssuedCertificate, PKIName, issue_gateway_certificate
 from gatehub.protocols.mqtt import ConnackPacket, ConnectPacket, Decoder, Packet, encode_packet
 from gatehub.transports.mqtt.hub import MqttHub

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from gatehub.cli.common import opened_store
 from gatehub.domain.model import Presence
 from gatehub.pki import PKIName
-from gatehub.registry import GatewayRegistry
+from gatehub.services.registry import GatewayRegistry
 from gatehub.transports.http.server import HttpServer
 from tests.integration.gsdk_client import CALL_TIMEOUT, running_master
 

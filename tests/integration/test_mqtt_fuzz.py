@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gatehub.app.node import Node
 from gatehub.domain.model import NodeType
 from gatehub.errors import RemoteProtocolError
-from gatehub.node import Node
 from gatehub.protocols.mqtt import (
     ConnackPacket,
     ConnectPacket,

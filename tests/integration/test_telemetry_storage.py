@@ -226,7 +226,7 @@ async def test_compaction_merges_small_chunks_and_keeps_every_read(pg_base_url: 
 
 
 async def test_the_node_runs_compaction_on_postgresql_only(tmp_path: Path, db_url: str) -> None:
-    from gatehub.node import Node
+    from gatehub.app.node import Node
     from gatehub.store.compaction import CompactionService
     from tests.conftest import node_settings
 

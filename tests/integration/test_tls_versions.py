@@ -7,7 +7,7 @@ import asyncio
 import ssl
 from pathlib import Path
 
-from gatehub.node import Node
+from gatehub.app.node import Node
 from tests.conftest import node_settings
 from tests.integration.tls_helpers import answer_to, legacy_hello
 
@@ -27,7 +27,7 @@ async def test_every_tls_listener_sends_the_protocol_version_alert(tmp_path: Pat
     settings = node_settings(tmp_path, db_url, iotda_port=0, mqtts_port=0, grpc_port=0, devicelink_stream_tls_port=0)
     async with Node(settings) as node:
         assert node.pki is not None
-        links = node.ctx.extras["devicelink"]  # type: ignore[union-attr]
+        links = node.services.links  # type: ignore[union-attr]
         assert links.tunnels is not None and links.tunnels.streams_tls is not None
         ports = {
             "iotda": node.endpoints.extra["iotda"],

@@ -19,9 +19,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gatehub.app.node import Node
 from gatehub.domain.model import Device, NodeType
 from gatehub.domain.permissions import Role
-from gatehub.node import Node
 from gatehub.store import Store
 from tests.conftest import node_settings
 

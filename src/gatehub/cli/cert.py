@@ -18,7 +18,7 @@ The server certificate goes to the CA folder (``{data_dir}/pki/server.crt``), wh
 TLS listeners take it from. Every certificate is recorded in the issuance history of the
 database named by the settings. A blacklist change made here is written to the database and
 then announced to the hub running on the same data folder through its control socket
-(``{data_dir}/hub.sock``, see :mod:`gatehub.control`): the command returns after that hub
+(``{data_dir}/hub.sock``, see :mod:`gatehub.transports.control`): the command returns after that hub
 applied it (revoked sessions closed). A hub it cannot reach, or one on another machine, notices
 the change within ``pki_blacklist_poll`` seconds (default 1).
 """
@@ -36,7 +36,7 @@ from gatehub.errors import ConfigError, InvalidInput
 if TYPE_CHECKING:  # the PKI (cryptography) and the store load inside the commands that use them
     from gatehub.config import Settings
     from gatehub.pki import CertificateAuthority, IssuedCertificate, PKIName
-    from gatehub.registry import GatewayRegistry
+    from gatehub.services.registry import GatewayRegistry
     from gatehub.store import Store
     from gatehub.store.certificates import CertRecord
 
@@ -105,7 +105,7 @@ def _load_ca(settings: Settings) -> CertificateAuthority:
 def _registry(store: Store, ca: CertificateAuthority) -> GatewayRegistry:
     # imported here: the store (SQLAlchemy, Alembic) loads only for commands that open it, not
     # for every start of the CLI (``gatehub agent`` on a gateway among them)
-    from gatehub.registry import GatewayRegistry
+    from gatehub.services.registry import GatewayRegistry
 
     return GatewayRegistry(store, ca)
 
@@ -267,7 +267,7 @@ def _set_blacklist(serials: list[int], flag: bool, tenant: str | None, config: s
         return [_row(r) for r in recs]
 
     result: list[dict[str, Any]] = run(go)
-    from gatehub.control import notify
+    from gatehub.transports.control import notify
 
     problem = notify(settings.data_dir, "blacklist")
     if problem is not None:

@@ -90,8 +90,8 @@ async def run_demo(data_dir: Path, http_port: int, mqtt_port: int, bind_host: st
 
     from gatehub.agent import Agent, agent_config
     from gatehub.agent.drivers.simulator import SimulatorDriver
+    from gatehub.app.node import Node
     from gatehub.config import Settings
-    from gatehub.node import Node
 
     settings = Settings(
         data_dir=data_dir,
@@ -184,8 +184,8 @@ def demo(
 ) -> None:
     """Start a hub and a gateway agent with simulated sub-devices: data, presence and RPC at once."""
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gatehub.app.node import run_loop
     from gatehub.cli.agent import run_until_signal
-    from gatehub.node import run_loop
 
     try:
         run_loop(run_until_signal(run_demo(data_dir, http_port, mqtt_port, bind_host, duration)))

@@ -93,8 +93,8 @@ def serve(
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # alembic (1.17+) logs a line per built-in plugin at INFO on every start: noise; migrations still log
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    from gatehub.node import run_loop
-    from gatehub.node import serve as serve_node
+    from gatehub.app.node import run_loop
+    from gatehub.app.node import serve as serve_node
 
     run_loop(serve_node(settings))
 

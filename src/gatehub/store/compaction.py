@@ -25,15 +25,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text, update
 
 from gatehub.store.db import Database
 from gatehub.store.tables import telemetry_compaction as marks
-
-if TYPE_CHECKING:
-    from gatehub.node import Component, Node
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +177,3 @@ class CompactionService:
             except Exception:
                 log.exception("telemetry compaction failed; trying again in %.0f s", self.interval)
             await asyncio.sleep(self.interval)
-
-
-async def build(node: Node) -> Component | None:
-    s = node.settings
-    if node.db is None or node.db.dialect != "postgresql" or s.telemetry_compact_interval <= 0:
-        return None
-    svc = CompactionService(ChunkCompactor(node.db, points=s.telemetry_compact_points), s.telemetry_compact_interval)
-    if node.ctx is not None:
-        metrics: dict[str, Any] = node.ctx.extras.setdefault("metrics", {})
-        metrics["gatehub_telemetry_chunks_merged"] = lambda: svc.chunks_merged
-    return svc

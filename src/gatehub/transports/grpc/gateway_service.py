@@ -1,7 +1,7 @@
 """``gsdk.gateway.Gateway``: a tenant's device gateways, their certificates, their status.
 
 Every method acts in the tenant of the caller's token (``Login`` with a tenant certificate, or
-``LoginAdmin`` naming a tenant). The rules are those of :class:`gatehub.registry.GatewayRegistry`.
+``LoginAdmin`` naming a tenant). The rules are those of :class:`gatehub.services.registry.GatewayRegistry`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import grpc
 
 from gatehub.errors import Conflict, InvalidInput
 from gatehub.pki import ADMIN_TENANT_ID, PKIName
-from gatehub.registry import GatewayRegistry
+from gatehub.services.registry import GatewayRegistry
 from gatehub.store.certificates import CertRecord
 from gatehub.transports.grpc._generated import cert_pb2, gateway_pb2
 from gatehub.transports.grpc.dispatch import Call

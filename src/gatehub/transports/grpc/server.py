@@ -3,7 +3,7 @@
 Two parts (see :mod:`gatehub.transports.grpc.relay` for why): a grpc.aio server on
 ``127.0.0.1:<ephemeral>`` serving ``gsdk.gateway.Gateway``, ``gsdk.login.Login`` and
 ``gsdk.tenant.Tenant``, and the TLS relay on ``bind_host:grpc_port`` in front of it. On every
-``pki.blacklist`` bus event (published by :meth:`gatehub.node.Node.reload_blacklist`) the calls
+``pki.blacklist`` bus event (published by :meth:`gatehub.services.pki.Blacklist.reload`) the calls
 of connections whose certificate is now blacklisted are ended with UNAUTHENTICATED and the
 connections closed (within ``close_grace`` = 0.25 s).
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
-from gatehub.registry import GatewayRegistry
+from gatehub.services.context import Services
 from gatehub.transports.grpc._generated import gateway_pb2, login_pb2, tenant_pb2
 from gatehub.transports.grpc.auth import TokenAuthority
 from gatehub.transports.grpc.dispatch import Gate, service_handler
@@ -27,10 +27,7 @@ from gatehub.transports.grpc.relay import TlsRelay
 from gatehub.transports.grpc.status import StatusHub
 from gatehub.transports.grpc.tenant_service import TenantService
 
-if TYPE_CHECKING:
-    from gatehub.node import Node
-
-__all__ = ["GrpcListener", "build_grpc_listener"]
+__all__ = ["GrpcListener"]
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +37,19 @@ _MAX_MESSAGE = 4 * 1024 * 1024
 class GrpcListener:
     name = "grpc"
 
-    def __init__(self, node: Node, registry: GatewayRegistry) -> None:
-        assert node.pki is not None and node.store is not None
-        s = node.settings
-        self.node = node
-        self.registry = registry
+    def __init__(self, services: Services) -> None:
+        s = services.settings
+        self.services = services
+        self.registry = services.registry
         self.tokens = TokenAuthority(s.pki_dir, s.grpc_token_ttl)
-        self.status = StatusHub(node.bus)
+        self.status = StatusHub(services.bus)
         self.server: Any = None
         self.relay: TlsRelay | None = None
         self.port: int | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        node = self.node
-        assert node.pki is not None and node.store is not None
+        svc = self.services
         server = grpc.aio.server(
             options=[
                 ("grpc.so_reuseport", 0),
@@ -65,17 +60,17 @@ class GrpcListener:
             ]
         )
         internal_port = server.add_insecure_port("127.0.0.1:0")
-        relay = TlsRelay(node.pki, node.settings.bind_host, node.settings.grpc_port, internal_port)
-        gate = Gate(relay, node.pki, self.tokens)
+        relay = TlsRelay(svc.pki, svc.settings.bind_host, svc.settings.grpc_port, internal_port)
+        gate = Gate(relay, svc.pki, self.tokens)
         services: list[tuple[Any, object, frozenset[str]]] = [
             (
                 gateway_pb2.DESCRIPTOR.services_by_name["Gateway"],
-                GatewayService(self.registry, self.status, node.settings.grpc_status_queue_size),
+                GatewayService(self.registry, self.status, svc.settings.grpc_status_queue_size),
                 frozenset(),
             ),
             (
                 login_pb2.DESCRIPTOR.services_by_name["Login"],
-                LoginService(node.store, node.pki, self.tokens),
+                LoginService(svc.store, svc.pki, self.tokens),
                 PUBLIC_METHODS,
             ),
             (tenant_pb2.DESCRIPTOR.services_by_name["Tenant"], TenantService(self.registry), frozenset()),
@@ -89,15 +84,13 @@ class GrpcListener:
             await server.stop(None)
             raise
         self.relay = relay
-        node.endpoints.extra["grpc"] = self.port
         self._watch = asyncio.get_running_loop().create_task(self._on_blacklist(), name="grpc-blacklist")
-        log.info("gRPC (G-SDK) listening on %s:%d (mTLS)", node.settings.bind_host, self.port)
+        log.info("gRPC (G-SDK) listening on %s:%d (mTLS)", svc.settings.bind_host, self.port)
 
     async def _on_blacklist(self) -> None:
-        assert self.node.pki is not None
-        pki = self.node.pki
+        pki = self.services.pki
         while True:  # a subscription that overflowed is closed by the bus: subscribe again
-            sub = self.node.bus.subscribe("pki.blacklist", maxsize=100)
+            sub = self.services.bus.subscribe("pki.blacklist", maxsize=100)
             try:
                 if self.relay is not None:
                     self.relay.revoke(pki.is_blacklisted)
@@ -121,13 +114,3 @@ class GrpcListener:
         if self.server is not None:
             await self.server.stop(1.0)
             self.server = None
-
-
-async def build_grpc_listener(node: Node) -> GrpcListener | None:
-    if node.settings.grpc_port < 0:
-        return None
-    assert node.ctx is not None
-    registry = node.ctx.extras.get("registry")
-    if not isinstance(registry, GatewayRegistry):
-        raise RuntimeError("the gRPC listener needs the pki service (gatehub.pki_service) built before it")
-    return GrpcListener(node, registry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gatehub.errors import PermissionDenied
-from gatehub.registry import GatewayRegistry, TenantInfo
+from gatehub.services.registry import GatewayRegistry, TenantInfo
 from gatehub.store.certificates import CertRecord
 from gatehub.transports.grpc._generated import tenant_pb2
 from gatehub.transports.grpc.dispatch import Call

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.responses import Response
 
 import gatehub
-from gatehub.transports.http.api import accounts, catalog, data, topology
+from gatehub.transports.http.api import accounts, catalog, certificates, data, devicelink, rpc, services, topology
 from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.errors import BodyLimit, JsonByDefault, install_error_handlers
 
@@ -32,11 +32,13 @@ class _HubCollector:
             "Seconds since the node started",
             value=time.time() - self.ctx.started_at,
         )
-        for name, fn in self.ctx.extras.get("metrics", {}).items():
+        for name, fn in self.ctx.metrics.gauges.items():
             yield GaugeMetricFamily(name, name.replace("_", " "), value=fn())
 
 
-def create_app(ctx: HubContext, extra_routers: list[APIRouter] | None = None) -> FastAPI:
+def create_app(ctx: HubContext) -> FastAPI:
+    """Every route is always there; one whose transport is off on this node (RPC without MQTT,
+    device links switched off) answers 503 with a message naming the setting."""
     app = FastAPI(
         title="gatehub",
         version=gatehub.__version__,
@@ -45,10 +47,8 @@ def create_app(ctx: HubContext, extra_routers: list[APIRouter] | None = None) ->
     app.state.hub = ctx
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for mod in (accounts, catalog, data, topology):
+    for mod in (accounts, catalog, data, topology, certificates, rpc, services, devicelink):
         api.include_router(mod.router)
-    for r in extra_routers or []:
-        api.include_router(r)
     app.include_router(api)
     registry = CollectorRegistry()
     registry.register(_HubCollector(ctx))

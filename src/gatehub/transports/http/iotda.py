@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -39,9 +39,6 @@ from gatehub.store.tokens import DeviceTokens, TokenRecord, hash_token
 from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.iotda_openapi import openapi
 from gatehub.transports.http.server import HttpServer
-
-if TYPE_CHECKING:
-    from gatehub.node import Component, Node
 
 log = logging.getLogger(__name__)
 
@@ -424,14 +421,3 @@ class IotdaListener:
     async def stop(self) -> None:
         await self.server.stop()
         await self.service.stop()
-
-
-async def build_iotda(node: Node) -> Component | None:
-    """Component builder (see gatehub.components): the IoTDA listener unless iotda_port is -1."""
-    s = node.settings
-    if s.iotda_port < 0 or node.ctx is None:
-        return None
-    listener = IotdaListener(node.ctx, s.bind_host, s.iotda_port)
-    node.endpoints.extra["iotda"] = listener.port
-    node.ctx.extras["iotda"] = listener
-    return listener

@@ -44,7 +44,6 @@ from gatehub.transports.mqtt.alink_auth import REGISTER_METHOD
 from gatehub.transports.mqtt.dialect import AckResult, Dialect
 
 if TYPE_CHECKING:
-    from gatehub.node import Node
     from gatehub.transports.mqtt.hub import MqttHub
     from gatehub.transports.mqtt.session import MqttSession
 
@@ -336,17 +335,4 @@ class AlinkDialect(Dialect):
         return fut
 
 
-def install(node: Node, hub: MqttHub) -> AlinkDialect:
-    """Add the Alink dialect to the hub, and its REST routes (services, property set)."""
-    from gatehub.transports.http.api import services as services_api
-
-    assert node.store is not None and node.ctx is not None
-    dialect = AlinkDialect(hub, RpcCalls(node.store.db))
-    hub.router.add(dialect)
-    node.ctx.extras["alink"] = dialect.services
-    node.ctx.extras.setdefault("routers", []).append(services_api.router)
-    node.ctx.extras.setdefault("metrics", {}).update({"gatehub_alink_subdevices_logged_in": lambda: len(dialect.via)})
-    return dialect
-
-
-__all__ = ["AlinkDialect", "AlinkState", "alink_state", "install"]
+__all__ = ["AlinkDialect", "AlinkState", "alink_state"]

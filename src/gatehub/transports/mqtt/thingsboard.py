@@ -47,7 +47,6 @@ from gatehub.transports.mqtt.thingsboard_downlink import AttributePusher, RpcSer
 from gatehub.transports.mqtt.thingsboard_limits import RateLimits
 
 if TYPE_CHECKING:
-    from gatehub.node import Node
     from gatehub.transports.mqtt.auth import MqttPrincipal
     from gatehub.transports.mqtt.hub import MqttHub
     from gatehub.transports.mqtt.session import MqttSession
@@ -625,19 +624,3 @@ class ThingsBoardDialect(Dialect):
         except GatehubError as exc:
             log.info("claim of %s not opened: %s", device_id, exc)
         return OK
-
-
-def install(node: Node, hub: MqttHub) -> ThingsBoardDialect:
-    """Add the ThingsBoard dialect to the hub and its REST routes (RPC, claiming) to the node."""
-    from gatehub.transports.http.api import rpc as rpc_api
-    from gatehub.transports.mqtt.thingsboard_ext import TbExtension
-
-    assert node.store is not None and node.ctx is not None
-    dialect = ThingsBoardDialect(hub, RpcCalls(node.store.db), Claims(node.store.db))
-    dialect.ext = TbExtension(dialect)
-    hub.router.add(dialect)
-    node.ctx.extras["rpc"] = dialect.rpc
-    node.ctx.extras["claims"] = dialect.claim_store
-    node.ctx.extras.setdefault("routers", []).append(rpc_api.router)
-    node.ctx.extras.setdefault("metrics", {}).update({"gatehub_tb_rate_limited": lambda: dialect.limits.refused})
-    return dialect

@@ -16,7 +16,7 @@ from pydantic import Field
 from gatehub.domain.permissions import Action, Principal, Resource
 from gatehub.errors import NotFound, Unavailable
 from gatehub.pki import IssuedCertificate, PKIName
-from gatehub.registry import GatewayRegistry
+from gatehub.services.registry import GatewayRegistry
 from gatehub.store.certificates import CertRecord
 from gatehub.transports.http.api.accounts import Strict
 from gatehub.transports.http.api.deps import Caller, Hub
@@ -53,10 +53,7 @@ class SerialsIn(Strict):
 
 
 def _registry(hub: HubContext) -> GatewayRegistry:
-    reg = hub.extras.get("registry")
-    if not isinstance(reg, GatewayRegistry):
-        raise Unavailable("the certificate service is not running")
-    return reg
+    return hub.registry
 
 
 def _issued(c: IssuedCertificate, cert_field: str, key_field: str) -> dict[str, Any]:

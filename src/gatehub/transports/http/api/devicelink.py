@@ -74,7 +74,7 @@ class LinkIn(BaseModel):
 
 
 def _service(hub: HubContext) -> DeviceLinks:
-    svc = hub.extras.get("devicelink")
+    svc = hub.links
     if svc is None:
         raise Unavailable("device links are off on this node (devicelink_port_min = -1)")
     return svc  # type: ignore[no-any-return]

@@ -50,9 +50,9 @@ class ClaimIn(BaseModel):
 
 
 def _rpc(hub: HubContext) -> RpcService:
-    svc = hub.extras.get("rpc")
+    svc = hub.rpc
     if svc is None:
-        raise Unavailable("RPC needs the MQTT listener (mqtt_port or mqtts_port)")
+        raise Unavailable("RPC needs the MQTT listener: mqtt_port, mqtts_port and mqtt_ws_port are all -1")
     return svc  # type: ignore[no-any-return]
 
 
@@ -103,7 +103,7 @@ async def get_rpc(rpc_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
 async def claim_device(device_id: str, body: ClaimIn, hub: Hub, p: Caller) -> dict[str, Any]:
     """Claim a device whose claim window is open, for the caller's customer."""
     p.require(Resource.DEVICE, Action.UPDATE)
-    claims: Claims | None = hub.extras.get("claims")
+    claims: Claims | None = hub.claims
     if claims is None:
         raise Unavailable("claiming needs the MQTT listener (mqtt_port or mqtts_port)")
     # not device_for(): the device belongs to no customer yet, so a customer key could not see it

@@ -41,9 +41,11 @@ class ServiceIn(BaseModel):
 
 
 def _caller(hub: HubContext) -> ServiceCaller:
-    svc = hub.extras.get("alink")
+    svc = hub.things
     if svc is None:
-        raise Unavailable("services need the MQTT listener (mqtt_port or mqtts_port)")
+        raise Unavailable(
+            "thing-model services need the MQTT listener: mqtt_port, mqtts_port and mqtt_ws_port are all -1"
+        )
     return svc  # type: ignore[no-any-return]
 
 

@@ -15,7 +15,7 @@ place:
   issue, then ``Add``); a gateway certificate carries the tenant id and gateway id in its
   identity URI, so it only ever works for that gateway of that tenant.
 - Blacklist changes are written to the store and then ``on_blacklist_change`` runs (on a node:
-  :meth:`gatehub.node.Node.reload_blacklist`, which swaps the CRL of every TLS listener and
+  :meth:`gatehub.services.pki.Blacklist.reload`, which swaps the CRL of every TLS listener and
   tells the listeners to close sessions of revoked certificates).
 """
 
