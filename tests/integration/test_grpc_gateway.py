@@ -18,6 +18,7 @@ from cryptography import x509
 
 from gatehub.domain.model import NodeType, Presence
 from gatehub.pki import CertKind, parse_certificate
+from gatehub.transports.grpc.server import GrpcListener
 from tests.integration.gsdk_client import CALL_TIMEOUT, running_master
 
 T = CALL_TIMEOUT
@@ -264,8 +265,9 @@ async def test_login_binds_token_to_the_connection_certificate(tmp_path: Path, d
             )
             assert code == grpc.StatusCode.UNAVAILABLE
         # straight to the internal plaintext port, bypassing the TLS relay: refused
-        listener = next(c for c in m.node.components if c.name == "grpc")
-        internal = listener.relay.upstream_port  # type: ignore[attr-defined]
+        listener = m.node.component(GrpcListener)
+        assert listener is not None and listener.relay is not None
+        internal = listener.relay.upstream_port
         async with grpc.aio.insecure_channel(f"127.0.0.1:{internal}") as ch:
             code, msg = await _code(
                 m.g.login_pb2_grpc.LoginStub(ch).Login(g.login_pb2.LoginRequest(tenantCert=a1.cert_pem), timeout=T)

@@ -32,7 +32,9 @@ async def _calls(tmp_path: Path) -> None:
             ids = (await gw.GetList(g.gateway_pb2.GetListRequest(), metadata=md, timeout=CALL_TIMEOUT)).gatewayIDs
             assert list(ids) == ["gw-1"]
         # the relay recorded the connection's certificate and drops it again on close
-        relay = next(c.relay for c in m.node.components if isinstance(c, GrpcListener))
+        listener = m.node.component(GrpcListener)
+        assert listener is not None
+        relay = listener.relay
         assert relay is not None
         for _ in range(250):
             if not relay.connections:

@@ -18,11 +18,11 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from gatehub.app.base import Component, Parts
+from gatehub.app.base import Component, Parts, Started
 from gatehub.app.components import component_builders
 from gatehub.bus import Bus, LocalBus
 from gatehub.config import Settings
@@ -59,6 +59,9 @@ class Endpoints:
         return out
 
 
+C = TypeVar("C")
+
+
 class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -85,6 +88,14 @@ class Node:
     def iotda(self) -> IotdaListener | None:
         """The IoTDA listener, when it is on."""
         return self.parts.iotda if self.parts is not None else None
+
+    def component(self, kind: type[C]) -> C | None:
+        """The started component of this class (listeners are wrapped to report their ports)."""
+        for comp in self.components:
+            inner = comp.inner if isinstance(comp, Started) else comp
+            if isinstance(inner, kind):
+                return inner
+        return None
 
     @property
     def ctx(self) -> Services | None:
