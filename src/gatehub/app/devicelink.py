@@ -25,7 +25,7 @@ async def build_devicelink(parts: Parts) -> Component | None:
             streams_tls = StreamListener(s.bind_host, s.devicelink_stream_tls_port, ctx)
         tunnels = TunnelDialect(s.devicelink_tunnel_window, streams, streams_tls)
         hub.router.add(tunnels, first=True)  # before the ThingsBoard dialect, which owns other v1/ topics
-    links = DeviceLinks(s, svc.store, svc.writer, svc.bus, hub, tunnels)
+    links = DeviceLinks(s, svc.store, svc.ingest.writer, svc.bus, hub, tunnels)
     svc.links = links
     svc.transports.add("devicelink")
     svc.metrics.add(

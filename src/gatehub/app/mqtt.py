@@ -1,10 +1,9 @@
-"""Building the MQTT hub: listeners, the plain broker, and the ThingsBoard and Alink dialects."""
+"""Building the MQTT hub: listeners, the plain broker, and the ThingsBoard and Alink dialects,
+whose downlinks are registered with the RPC, attribute and thing services."""
 
 from __future__ import annotations
 
 from gatehub.app.base import Component, Parts, Started
-from gatehub.store.claims import Claims
-from gatehub.store.rpc import RpcCalls
 
 
 async def build_mqtt(parts: Parts) -> Component | None:
@@ -19,18 +18,18 @@ async def build_mqtt(parts: Parts) -> Component | None:
     from gatehub.transports.mqtt.thingsboard_ext import TbExtension
 
     broker = Broker(s.mqtt_retained_max)
-    hub = MqttHub(s, svc.store, svc.writer, svc.bus, svc.pki, broker)
+    hub = MqttHub(s, svc.store, svc.ingest.writer, svc.bus, svc.pki, broker)
     broker.hub = hub
     # ThingsBoard gateway/device API (RPC, shared attributes, claiming)
-    tb = ThingsBoardDialect(hub, RpcCalls(svc.store.db), Claims(svc.store.db))
+    tb = ThingsBoardDialect(hub, svc)
     tb.ext = TbExtension(tb)
     hub.router.add(tb)
-    svc.rpc = tb.rpc
-    svc.claims = tb.claim_store
+    svc.rpc.add_downlink(tb.downlink)
+    svc.attributes.add_downlink(tb.downlink)
     # Alibaba Link SDK gateways (Alink): thing-model services and property set
-    alink = AlinkDialect(hub, RpcCalls(svc.store.db))
+    alink = AlinkDialect(hub, svc)
     hub.router.add(alink)
-    svc.things = alink.services
+    svc.things.add_downlink(alink)
     parts.mqtt = hub
     svc.transports.add("mqtt")
     svc.metrics.add(

@@ -30,10 +30,16 @@ from gatehub.domain.permissions import Role
 from gatehub.errors import GatehubError
 from gatehub.loop import run_loop as run_loop  # re-exported: where callers have imported it from
 from gatehub.pki import CertificateAuthority, TlsContextProvider
+from gatehub.services.attributes import AttributeService
+from gatehub.services.claims import ClaimService
 from gatehub.services.context import Services
+from gatehub.services.ingest import Ingest, commit_publisher
 from gatehub.services.pki import Blacklist
 from gatehub.services.registry import GatewayRegistry
-from gatehub.store import Database, IngestWriter, Store, commit_publisher
+from gatehub.services.rpc import RpcService
+from gatehub.services.things import ThingModels, ThingService
+from gatehub.store import Database, IngestWriter, Store
+from gatehub.store.rpc import RpcCalls
 from gatehub.transports.control import ControlServer
 from gatehub.transports.http.app import create_app
 from gatehub.transports.http.server import HttpServer
@@ -122,16 +128,24 @@ class Node:
         assert self.pki is not None
         blacklist = Blacklist(self.store, self.pki, self.bus, s.pki_blacklist_poll)
         registry = GatewayRegistry(self.store, self.pki.ca, on_blacklist_change=blacklist.reload)
+        rpc = RpcService(s, self.store, RpcCalls(self.db), self.bus)
+        models = ThingModels(self.store, self.bus)
         self.services = Services(
             settings=s,
             store=self.store,
-            writer=self.writer,
+            ingest=Ingest(self.writer),
             bus=self.bus,
             pki=self.pki,
             registry=registry,
             blacklist=blacklist,
+            rpc=rpc,
+            models=models,
+            things=ThingService(s, models, rpc),
+            attributes=AttributeService(self.store, self.bus),
+            claims=ClaimService(s, self.store),
             started_at=time.time(),
         )
+        await self.services.start()
         server = self.pki.server_certificate
         if await registry.record_server_certificate(server.serial, server.cert_pem):
             log.info("recorded the hub server certificate %d in the issuance history", server.serial)
@@ -198,7 +212,7 @@ class Node:
                 log.exception("stopping %s failed", comp.name)
         self.components.clear()
         if self.services is not None:
-            await self.services.blacklist.stop()
+            await self.services.stop()
         if self.control is not None:
             await self.control.stop()
             self.control = None

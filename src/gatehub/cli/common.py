@@ -37,7 +37,8 @@ def settings_from(config: str | None, overrides: dict[str, Any] | None = None) -
 async def opened_store(
     settings: Settings, with_writer: bool = False
 ) -> AsyncIterator[tuple[Store, IngestWriter | None]]:
-    from gatehub.store import Database, IngestWriter, Store, commit_publisher
+    from gatehub.services.ingest import commit_publisher
+    from gatehub.store import Database, IngestWriter, Store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.open(settings.effective_database_url)

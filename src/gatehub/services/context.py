@@ -15,9 +15,14 @@ from typing import Any
 from gatehub.bus import Bus
 from gatehub.config import Settings
 from gatehub.pki import TlsContextProvider
+from gatehub.services.attributes import AttributeService
+from gatehub.services.claims import ClaimService
+from gatehub.services.ingest import Ingest
 from gatehub.services.pki import Blacklist
 from gatehub.services.registry import GatewayRegistry
-from gatehub.store import IngestWriter, Store
+from gatehub.services.rpc import RpcService
+from gatehub.services.things import ThingModels, ThingService
+from gatehub.store import Store
 
 __all__ = ["Metrics", "Services"]
 
@@ -34,18 +39,36 @@ class Metrics:
 
 @dataclass(slots=True)
 class Services:
+    """Every service is here whether or not a transport that drives it is on: the RPC service
+    without an MQTT listener answers Unavailable (REST: 503), it does not disappear."""
+
     settings: Settings
     store: Store
-    writer: IngestWriter
+    ingest: Ingest  # the one commit path of device data
     bus: Bus
     pki: TlsContextProvider  # the hub CA and the TLS contexts of every TLS listener
     registry: GatewayRegistry  # tenants' gateways, certificates, the blacklist (G-SDK rules)
     blacklist: Blacklist  # keeps the listeners' blacklist equal to the store's
+    rpc: RpcService  # server-side RPC to devices, through whichever dialect reaches them
+    models: ThingModels  # compiled thing models per product
+    things: ThingService  # thing-model service calls and property sets
+    attributes: AttributeService  # attribute reads, shared-attribute pushes
+    claims: ClaimService  # device claiming
     started_at: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
-    # filled while the node is built (their modules move under services/):
-    rpc: Any = None  # RPC to devices
-    things: Any = None  # thing-model service calls (Alink)
-    claims: Any = None  # device claiming
-    links: Any = None  # device links
+    links: Any = None  # device links (when the device-link listener is on)
     transports: set[str] = field(default_factory=set)  # the transports that are on: mqtt, grpc, iotda, ...
+
+    async def start(self) -> None:
+        """Start the services' own work (RPC expiry, shared-attribute pushes, the model cache
+        following the catalog); the blacklist poll starts separately, after the control socket."""
+        await self.models.start()
+        await self.rpc.start()
+        await self.attributes.start()
+
+    async def stop(self) -> None:
+        await self.things.stop()
+        await self.attributes.stop()
+        await self.rpc.stop()
+        await self.models.stop()
+        await self.blacklist.stop()

@@ -21,7 +21,7 @@ class _HubCollector:
         self.ctx = ctx
 
     def collect(self) -> Any:
-        w = self.ctx.writer
+        w = self.ctx.ingest.writer
         yield CounterMetricFamily("gatehub_ingest_rows", "Telemetry rows committed", value=w.rows_committed)
         yield CounterMetricFamily("gatehub_ingest_batches", "Write batches committed", value=w.batches_committed)
         yield CounterMetricFamily("gatehub_ingest_transactions", "Group-commit transactions", value=w.transactions)
@@ -64,7 +64,7 @@ def create_app(ctx: HubContext) -> FastAPI:
             "status": "ok",
             "version": gatehub.__version__,
             "database": ctx.store.db.dialect,
-            "ingestQueue": ctx.writer.queue_depth,
+            "ingestQueue": ctx.ingest.queue_depth,
         }
 
     @app.get("/metrics", tags=["health"], response_class=Response)

@@ -6,13 +6,14 @@
     POST /v5/devices/{device_id}/sys/gateway/sub-devices/properties/report  (<= 50 children)
     GET  /v5/openapi.json                                              -> this API's OpenAPI
 
-Every request is answered after what it reports is committed (``IngestWriter.write``). The hot
+Every request is answered after what it reports is committed (``services.ingest``). The hot
 path touches no database on the common case: the token -> device record, each gateway's set of
 children and each product's compiled thing model are cached in memory, with the database the
 source of truth. A token issued on another node is found in the database on first use; a token
 superseded on another node is announced on the bus (``t.{tenant}.iotda.token.{device}``), and a
 topology change (``t.{tenant}.topology.{gateway}``) drops that gateway's cached children. Cached
-entries are re-read after ``iotda_cache_seconds`` in any case.
+tokens and children are re-read after ``iotda_cache_seconds`` in any case; thing models come from
+the hub's one cache (``services.things.ThingModels``), dropped when the product changes.
 
 Errors are IoTDA bodies ``{"error_code", "error_msg"}`` (see ``gatehub.protocols.iotda``).
 """
@@ -31,8 +32,8 @@ from starlette.types import Receive, Scope, Send
 
 from gatehub.bus import Subscription
 from gatehub.domain.telemetry import Row, now_ms
-from gatehub.domain.thingmodel import EMPTY, ThingModel, compile_thing_model
-from gatehub.errors import GatehubError, NotFound, StorageError
+from gatehub.domain.thingmodel import ThingModel
+from gatehub.errors import NotFound, StorageError
 from gatehub.protocols import iotda as p
 from gatehub.store import WriteBatch
 from gatehub.store.tokens import DeviceTokens, TokenRecord, hash_token
@@ -106,7 +107,6 @@ class IotdaService:
         self._tokens: dict[str, _Cached] = {}  # token -> TokenRecord
         self._by_device: dict[str, set[str]] = {}  # device -> cached tokens
         self._children: dict[str, _Cached] = {}  # gateway -> {child id: product id}
-        self._models: dict[str, _Cached] = {}  # product -> ThingModel
         self._dev_buckets: dict[str, TokenBucket] = {}
         self._tenant_buckets: dict[str, TokenBucket] = {}
         self._subs: list[Subscription] = []
@@ -228,22 +228,9 @@ class IotdaService:
     # -- reports ----------------------------------------------------------------------------
 
     async def model(self, product_id: str) -> ThingModel:
-        c = self._models.get(product_id)
-        if c is not None and time.monotonic() - c.at <= self.cache_s:
-            m: ThingModel = c.value
-            return m
-        try:
-            prod = await self.ctx.store.catalog.get_product(None, product_id)
-            m = compile_thing_model(prod.thing_model)
-        except NotFound:
-            m = EMPTY
-        except GatehubError as exc:
-            if isinstance(exc, StorageError):
-                raise
-            log.warning("product %s has a malformed thing model (%s); not validating against it", product_id, exc)
-            m = EMPTY
-        self._models[product_id] = _Cached(m, time.monotonic())
-        return m
+        """The product's thing model (shared with the other dialects: ``services.things``); an
+        unknown product or a malformed model checks nothing."""
+        return await self.ctx.models.lenient(product_id)
 
     async def children(self, gateway_id: str) -> dict[str, str]:
         c = self._children.get(gateway_id)
@@ -259,7 +246,7 @@ class IotdaService:
         tenant = rec.tenant_id
         if op == _MESSAGES:
             text = p.message_body(body)
-            await self.ctx.writer.write(WriteBatch(tenant, events=[(tenant, rec.device_id, now, "message", text)]))
+            await self.ctx.ingest.write(WriteBatch(tenant, events=[(tenant, rec.device_id, now, "message", text)]))
             return
         doc = p.load_json(body)
         rows: list[Row] = []
@@ -278,7 +265,7 @@ class IotdaService:
                 if child not in models:
                     models[child] = await self.model(product)
             p.flatten_gateway_batch(kids, now, models.__getitem__, rows)
-        await self.ctx.writer.write(WriteBatch(tenant, telemetry=rows))
+        await self.ctx.ingest.write(WriteBatch(tenant, telemetry=rows))
 
 
 def _num(v: float) -> str:

@@ -16,7 +16,8 @@ subscribes to replies or downlink: the hub sends them to the session that serves
   and the ``authType=register`` CONNECT of a device that knows only its product's secret.
 - Property and event posts are checked against the product's thing model and stored; the reply
   (200) goes out after the commit, then the PUBACK. Services and property sets come from the
-  REST API (``alink_things.ServiceCaller``) and their replies return to the caller.
+  REST API (``services.things.ThingService``, through ``AlinkDialect.service_route``) and their
+  replies return to the caller.
 
 Every reply is ``{"id", "code", "data", "message"}`` on the request topic + ``_reply``; the
 codes are listed in docs/alink.md. Work per message runs in the session's order
@@ -32,18 +33,22 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gatehub.domain.model import DeviceKind
-from gatehub.domain.thingmodel import ThingModel, compile_thing_model
+from gatehub.domain.model import Device, DeviceKind
+from gatehub.domain.thingmodel import ThingModel
 from gatehub.errors import GatehubError
 from gatehub.protocols import alink
 from gatehub.protocols.alink import AlinkError, Code
-from gatehub.protocols.mqtt import Publish, Subscription
+from gatehub.protocols.mqtt import Publish, SendResult, Subscription
+from gatehub.services.rpc import AckCallback, Send
 from gatehub.store.ingest import WriteBatch
-from gatehub.store.rpc import RpcCalls
 from gatehub.transports.mqtt.alink_auth import REGISTER_METHOD
+from gatehub.transports.mqtt.alink_gateway import GatewayHandlers
+from gatehub.transports.mqtt.alink_state import AlinkState, alink_session, alink_state
+from gatehub.transports.mqtt.alink_things import ThingHandlers, TopologyNotifier
 from gatehub.transports.mqtt.dialect import AckResult, Dialect
 
 if TYPE_CHECKING:
+    from gatehub.services.context import Services
     from gatehub.transports.mqtt.hub import MqttHub
     from gatehub.transports.mqtt.session import MqttSession
 
@@ -55,69 +60,34 @@ REGISTER_LINGER = 10.0  # seconds a registration session may stay after it got i
 GATEWAY_PATHS = ("thing/topo/", "thing/sub/register", "thing/proxy/provisioning/")
 
 
-class AlinkState:
-    """What one Link SDK session is (kept in ``session.state()["alink"]``)."""
-
-    __slots__ = ("active", "device_id", "device_name", "is_gateway", "product_id", "tenant_id")
-
-    def __init__(
-        self, tenant_id: str, device_id: str, product_id: str, device_name: str, is_gateway: bool, active: bool
-    ) -> None:
-        self.tenant_id = tenant_id
-        self.device_id = device_id
-        self.product_id = product_id
-        self.device_name = device_name
-        self.is_gateway = is_gateway
-        # the session speaks Alink: it signed its CONNECT the Link SDK's way, or it used an Alink
-        # topic. Only such sessions get what the hub pushes on Alink topics (topology notices,
-        # service calls): a gateway on another API (ThingsBoard) must never see /sys/... messages.
-        self.active = active
-
-
-def alink_state(session: MqttSession) -> AlinkState | None:
-    st: AlinkState | None = session.state().get("alink")
-    return st
-
-
-def alink_session(session: MqttSession | None) -> AlinkState | None:
-    """The Alink state of a session that speaks Alink (see ``AlinkState.active``), else None."""
-    st = alink_state(session) if session is not None else None
-    return st if st is not None and st.active else None
-
-
 class AlinkDialect(Dialect):
     name = "alink"
     prefixes = ("/sys/", "/ext/session/")
 
-    def __init__(self, hub: MqttHub, calls: RpcCalls) -> None:
-        from gatehub.transports.mqtt.alink_gateway import GatewayHandlers
-        from gatehub.transports.mqtt.alink_things import ServiceCaller, ThingHandlers, TopologyNotifier
-
+    def __init__(self, hub: MqttHub, services: Services) -> None:
         self.hub = hub
-        self.store = hub.store
-        self.writer = hub.writer
-        self.settings = hub.settings
-        self.skew_ms = hub.settings.alink_timestamp_skew * 1000
+        self.store = services.store
+        self.ingest = services.ingest
+        self.settings = services.settings
+        self.models = services.models
+        self.thing_service = services.things
+        self.skew_ms = services.settings.alink_timestamp_skew * 1000
         # sub-devices logged in through a gateway: gateway id -> {(pk, dn): sub-device id}, and back
         self.logged: dict[str, dict[tuple[str, str], str]] = {}
         self.via: dict[str, str] = {}
-        self._models: dict[str, ThingModel] = {}
         self._ids = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gateway = GatewayHandlers(self)
         self.things = ThingHandlers(self)
-        self.services = ServiceCaller(self, calls)
         self.notifier = TopologyNotifier(self)
 
     async def start(self) -> None:
-        self.spawn(self._watch_catalog())
         self.notifier.start()
 
     async def stop(self) -> None:
         self.notifier.stop()
         for t in list(self._tasks):
             t.cancel()
-        self.services.stop()
 
     # helpers used by the handler modules ------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -137,20 +107,7 @@ class AlinkDialect(Dialect):
         return str(self._ids)
 
     async def model(self, tenant_id: str, product_id: str) -> ThingModel:
-        m = self._models.get(product_id)
-        if m is None:
-            prod = await self.store.catalog.get_product(tenant_id, product_id)
-            m = compile_thing_model(prod.thing_model)
-            if len(self._models) > 10_000:
-                self._models.clear()
-            self._models[product_id] = m
-        return m
-
-    async def _watch_catalog(self) -> None:
-        sub = self.hub.bus.subscribe("catalog.product", maxsize=10_000)
-        async for env in sub:
-            self._models.pop(str(env.data.get("productId")), None)
-        self._models.clear()  # fell behind: forget everything
+        return await self.models.get(tenant_id, product_id)
 
     def session_of(self, device_id: str) -> MqttSession | None:
         """The Link SDK session that serves ``device_id``: its own, or its gateway's after a login."""
@@ -163,6 +120,21 @@ class AlinkDialect(Dialect):
             if alink_session(s) is not None:
                 return s
         return None
+
+    def service_route(self, device: Device, identifier: str, request_id: int, method: str, params: Any) -> Send | None:
+        """The :class:`~gatehub.services.things.ServiceDownlink` of Alink: ``thing/service/{id}``
+        to the Link SDK session that serves the device."""
+        session = self.session_of(device.id)
+        if session is None:
+            return None
+        topic = alink.sys_topic(device.product_id, device.name, f"thing/service/{identifier}")
+        payload = alink.downlink(str(request_id), method, params)
+
+        def send(on_ack: AckCallback) -> bool:
+            res = session.send(topic, payload, 1, on_ack=on_ack)
+            return res.accepted or res is SendResult.QUEUED
+
+        return send
 
     def login(self, gateway_id: str, pk: str, dn: str, device_id: str) -> None:
         self.logged.setdefault(gateway_id, {})[(pk, dn)] = device_id
@@ -315,10 +287,7 @@ class AlinkDialect(Dialect):
     # commits ----------------------------------------------------------------------------------
     def commit(self, batch: WriteBatch) -> asyncio.Future[Any]:
         """Hand ``batch`` to the ingest writer without waiting; the future ends at its commit."""
-        try:
-            return self.writer.submit_nowait(batch)
-        except asyncio.QueueFull:
-            return asyncio.ensure_future(self.writer.write(batch))
+        return self.ingest.commit(batch)
 
     def reply_after(
         self, fut: asyncio.Future[Any], session: MqttSession, raw: str, rid: str, data: Any = None

@@ -31,7 +31,7 @@ from gatehub.store.provisioning import RegisterRefused, RegistrationError
 from gatehub.store.topology import Refused, SubRef
 
 if TYPE_CHECKING:
-    from gatehub.transports.mqtt.alink import AlinkDialect, AlinkState
+    from gatehub.transports.mqtt.alink_state import AlinkCore, AlinkState
     from gatehub.transports.mqtt.session import MqttSession
 
 TOPO_CODES = {
@@ -60,7 +60,7 @@ class Outcome:
     def fail(self, code: Code, message: str) -> None:
         self.failures.append((code, message))
 
-    def send(self, d: AlinkDialect, session: MqttSession, raw: str, rid: str, data: Any = None) -> int:
+    def send(self, d: AlinkCore, session: MqttSession, raw: str, rid: str, data: Any = None) -> int:
         if not self.failures:
             d.reply(session, raw, rid, Code.OK, self.ok if data is None else data)
         else:
@@ -74,7 +74,7 @@ def _ref(pk: str, dn: str) -> dict[str, str]:
 
 
 class GatewayHandlers:
-    def __init__(self, dialect: AlinkDialect) -> None:
+    def __init__(self, dialect: AlinkCore) -> None:
         self.d = dialect
         self.store = dialect.store
 

@@ -8,46 +8,56 @@ property set from the REST API (the reply returns to the caller), topology chang
 - ``thing/event/{id}/post`` params ``{"value": {...}, "time"?}``: checked against the event's
   output parameters, written to the event log (type ``event``) and answered after the commit.
 - ``thing/deviceinfo/update`` ``[{attrKey, attrValue}]``: stored as client attributes.
-- Services: ``ServiceCaller.call`` records the call (``rpc_calls``, method ``thing.service.{id}``),
-  sends ``thing/service/{id}`` to the session that serves the device (its own, or its gateway's
-  after a login) and waits for ``thing/service/{id}_reply``; the reply's data is checked against
-  the service's output parameters. Property set is the service ``property/set``.
+- Services: ``services.things.ThingService.call`` records the call (``rpc_calls``, method
+  ``thing.service.{id}``) and sends ``thing/service/{id}`` through the dialect's downlink
+  (``alink.AlinkDialect.service_route``) to the session that serves the device (its own, or its
+  gateway's after a login); ``thing/service/{id}_reply`` comes back here and goes to the service,
+  which checks its data against the service's output parameters. Property set is the service
+  ``property/set``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gatehub.domain.model import Device
-from gatehub.domain.rpc import RpcCall, RpcRequest, RpcStatus, RpcTimeout
 from gatehub.domain.telemetry import check_key, now_ms, row
 from gatehub.domain.thingmodel import ThingModelError
-from gatehub.errors import Conflict, DomainError, InvalidInput
+from gatehub.errors import InvalidInput
 from gatehub.protocols import alink
 from gatehub.protocols.alink import AlinkError, Code
 from gatehub.store.ingest import WriteBatch
-from gatehub.store.rpc import RpcCalls
+from gatehub.transports.mqtt.alink_state import alink_session
 
 if TYPE_CHECKING:
-    from gatehub.transports.mqtt.alink import AlinkDialect, AlinkState
+    from gatehub.transports.mqtt.alink_state import AlinkCore, AlinkState
     from gatehub.transports.mqtt.session import MqttSession
 
 log = logging.getLogger(__name__)
-
-PROPERTY_SET = "property/set"
 
 
 def _model_error(exc: ThingModelError) -> AlinkError:
     return AlinkError(Code.PARAM_ERROR, exc.message)
 
 
+def _reply_body(req: alink.Request) -> tuple[int, Any, str | None]:
+    """The code, data and message of a ``thing/service/{id}_reply`` (a code that is not a number
+    counts as a request error)."""
+    body = req.raw
+    code = body.get("code")
+    message = body.get("message")
+    return (
+        code if type(code) is int else int(Code.REQUEST_ERROR),
+        body.get("data"),
+        message if isinstance(message, str) else None,
+    )
+
+
 class ThingHandlers:
-    def __init__(self, dialect: AlinkDialect) -> None:
+    def __init__(self, dialect: AlinkCore) -> None:
         self.d = dialect
 
     async def handle(
@@ -62,8 +72,11 @@ class ThingHandlers:
         is_reply: bool,
     ) -> Any:
         if is_reply:
-            if path.startswith("thing/service/"):
-                await self.d.services.reply(st.tenant_id, device_id, product_id, path[14:-6], req)
+            if path.startswith("thing/service/") and req.id.isdigit():
+                code, data, message = _reply_body(req)
+                await self.d.thing_service.reply(
+                    st.tenant_id, device_id, product_id, path[14:-6], int(req.id), code, data, message
+                )
             return 0
         if path == "thing/event/property/post":
             return await self._properties(session, st, device_id, product_id, raw, req)
@@ -137,161 +150,11 @@ class ThingHandlers:
         return self.d.reply_after(self.d.commit(WriteBatch(st.tenant_id, attributes=rows)), session, raw, req.id)
 
 
-@dataclass(slots=True)
-class ServiceResult:
-    call: RpcCall
-    code: int | None = None  # the device's reply code (None: no reply yet)
-    data: Any = None
-    message: str | None = None
-
-    def public(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rpcId": self.call.id, "status": self.call.status.value}
-        if self.code is not None:
-            out.update(code=self.code, data=self.data, message=self.message)
-        return out
-
-
-class ServiceFailed(DomainError):
-    """The device answered with data that does not fit the service's output parameters."""
-
-    code = "thing_model"
-    http_status = 502
-
-
-class ServiceCaller:
-    """Services and property sets invoked through the REST API."""
-
-    def __init__(self, dialect: AlinkDialect, calls: RpcCalls) -> None:
-        self.d = dialect
-        self.calls = calls
-        self.waiters: dict[tuple[str, int], asyncio.Future[ServiceResult]] = {}
-
-    def stop(self) -> None:
-        for fut in self.waiters.values():
-            if not fut.done():
-                fut.cancel()
-
-    async def call(
-        self, device: Device, identifier: str, params: Any, timeout_ms: int | None = None, wait: bool = True
-    ) -> ServiceResult:
-        if not identifier or len(identifier) > 128 or "/" in identifier.replace(PROPERTY_SET, ""):
-            raise InvalidInput(f"not a service identifier: {identifier!r}")
-        params = {} if params is None else params
-        model = await self.d.model(device.tenant_id, device.product_id)
-        if identifier == PROPERTY_SET:
-            model.check_set(params)
-        else:
-            model.check_service(identifier, params)
-        method = "thing.service.property.set" if identifier == PROPERTY_SET else f"thing.service.{identifier}"
-        s = self.d.settings
-        req = RpcRequest.build(
-            method,
-            params,
-            timeout_ms,
-            False,
-            False,
-            None,
-            now=now_ms(),
-            default_timeout_ms=s.rpc_default_timeout_ms,
-            default_expiration_ms=s.rpc_default_expiration_ms,
-        )
-        call = await self.calls.create(device.tenant_id, device.id, req)
-        self._event(call)
-        session = self.d.session_of(device.id)
-        if session is None:
-            await self._end(call, RpcStatus.FAILED, {"error": "device offline"})
-            raise Conflict(
-                f"device {device.id} is offline: not connected, or not logged in through its gateway",
-                code="device_offline",
-            )
-        key = (device.id, call.request_id)
-        fut: asyncio.Future[ServiceResult] = asyncio.get_running_loop().create_future()
-        self.waiters[key] = fut
-        await self.calls.move(call.id, RpcStatus.SENT)
-        call.status = RpcStatus.SENT
-        self._event(call)
-        topic = alink.sys_topic(device.product_id, device.name, f"thing/service/{identifier}")
-        session.send(
-            topic,
-            alink.downlink(str(call.request_id), method, params),
-            1,
-            on_ack=lambda code: self.d.spawn(self._acked(call, code)),
-        )
-        if not wait:
-            self._forget_later(key, fut, req.timeout_ms)
-            return ServiceResult(call)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), req.timeout_ms / 1000)
-        except TimeoutError:
-            await self._end(call, RpcStatus.TIMEOUT)
-            raise RpcTimeout(f"no reply from device {device.id} within {req.timeout_ms} ms") from None
-        finally:
-            if self.waiters.get(key) is fut:
-                del self.waiters[key]
-
-    def _forget_later(self, key: tuple[str, int], fut: asyncio.Future[ServiceResult], timeout_ms: int) -> None:
-        def forget() -> None:
-            if self.waiters.get(key) is fut:
-                del self.waiters[key]
-
-        asyncio.get_running_loop().call_later(timeout_ms / 1000 * 2, forget)
-
-    async def _acked(self, call: RpcCall, code: int) -> None:
-        if code < 0x80 and await self.calls.move(call.id, RpcStatus.DELIVERED):
-            call.status = RpcStatus.DELIVERED
-            self._event(call)
-
-    async def _end(self, call: RpcCall, status: RpcStatus, response: Any = None) -> None:
-        if await self.calls.move(call.id, status, response, with_response=response is not None):
-            call.status = status
-            call.response = response
-            self._event(call)
-
-    async def reply(self, tenant_id: str, device_id: str, product_id: str, identifier: str, req: alink.Request) -> None:
-        """A device answered ``thing/service/{identifier}`` request ``req.id``."""
-        if not req.id.isdigit():
-            return
-        rid = int(req.id)
-        call = await self.calls.find_pending(device_id, rid)
-        if call is None:
-            log.info("reply from %s to unknown or finished service call %s", device_id, req.id)
-            return
-        body = self._reply_body(req)
-        result = ServiceResult(call, body.get("code"), body.get("data"), body.get("message"))
-        fut = self.waiters.get((device_id, rid))
-        if result.code == Code.OK and identifier != PROPERTY_SET:
-            model = await self.d.model(tenant_id, product_id)
-            try:
-                model.check_service(identifier, result.data, output=True, where="data")
-            except ThingModelError as exc:
-                await self._end(call, RpcStatus.FAILED, {"code": int(Code.PARAM_ERROR), "message": exc.message})
-                if fut is not None and not fut.done():
-                    fut.set_exception(ServiceFailed(f"the device's reply does not fit the thing model: {exc.message}"))
-                return
-        response = {"code": result.code, "data": result.data, "message": result.message}
-        await self._end(call, RpcStatus.SUCCESSFUL, response)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
-
-    @staticmethod
-    def _reply_body(req: alink.Request) -> dict[str, Any]:
-        body = req.raw
-        code = body.get("code")
-        return {
-            "code": code if type(code) is int else Code.REQUEST_ERROR,
-            "data": body.get("data"),
-            "message": body.get("message") if isinstance(body.get("message"), str) else None,
-        }
-
-    def _event(self, call: RpcCall) -> None:
-        self.d.hub.bus.publish(f"t.{call.tenant_id}.rpc.{call.device_id}", {"type": "rpc", **call.public()})
-
-
 class TopologyNotifier:
     """Pushes ``thing/topo/change`` to a gateway's Link SDK session when its topology changes
     through someone else (REST, CLI, another dialect), and logs out sub-devices it lost."""
 
-    def __init__(self, dialect: AlinkDialect) -> None:
+    def __init__(self, dialect: AlinkCore) -> None:
         self.d = dialect
         self._task: asyncio.Task[None] | None = None
 
@@ -303,8 +166,6 @@ class TopologyNotifier:
             self._task.cancel()
 
     async def _run(self) -> None:
-        from gatehub.transports.mqtt.alink import alink_session
-
         while True:
             sub = self.d.hub.bus.subscribe("t.*.topology.*", maxsize=100_000)
             async for env in sub:

@@ -34,19 +34,27 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gatehub.domain.model import DeviceKind, NodeType, Presence
-from gatehub.domain.telemetry import check_key, flatten_points, now_ms
+from gatehub.domain.telemetry import flatten_points, now_ms
 from gatehub.errors import AlreadyExists, GatehubError, InvalidInput, NotFound, StorageError, Unavailable
 from gatehub.protocols.mqtt import Publish, Subscription
 from gatehub.protocols.mqtt.topics import topic_matches
 from gatehub.store import WriteBatch
-from gatehub.store.claims import Claims
-from gatehub.store.ingest import AttrRow
-from gatehub.store.rpc import RpcCalls
 from gatehub.transports.mqtt.dialect import AckResult, Dialect
-from gatehub.transports.mqtt.thingsboard_downlink import AttributePusher, RpcService
+from gatehub.transports.mqtt.thingsboard_downlink import TbDownlink
 from gatehub.transports.mqtt.thingsboard_limits import RateLimits
+from gatehub.transports.mqtt.thingsboard_state import (
+    GW_ATTRIBUTES,
+    GW_RPC,
+    ME_ATTRIBUTES,
+    ME_RPC_REQUEST,
+    ME_RPC_RESPONSE,
+    TbState,
+    attribute_rows,
+    tb_state,
+)
 
 if TYPE_CHECKING:
+    from gatehub.services.context import Services
     from gatehub.transports.mqtt.auth import MqttPrincipal
     from gatehub.transports.mqtt.hub import MqttHub
     from gatehub.transports.mqtt.session import MqttSession
@@ -56,19 +64,14 @@ log = logging.getLogger(__name__)
 GW = "v1/gateway/"
 ME = "v1/devices/me/"
 GW_TELEMETRY = "v1/gateway/telemetry"
-GW_ATTRIBUTES = "v1/gateway/attributes"
 GW_ATTR_REQUEST = "v1/gateway/attributes/request"
 GW_ATTR_RESPONSE = "v1/gateway/attributes/response"
 GW_CONNECT = "v1/gateway/connect"
 GW_DISCONNECT = "v1/gateway/disconnect"
-GW_RPC = "v1/gateway/rpc"
 GW_CLAIM = "v1/gateway/claim"
 ME_TELEMETRY = "v1/devices/me/telemetry"
-ME_ATTRIBUTES = "v1/devices/me/attributes"
 ME_ATTR_REQUEST = "v1/devices/me/attributes/request/"
 ME_ATTR_RESPONSE = "v1/devices/me/attributes/response/"
-ME_RPC_REQUEST = "v1/devices/me/rpc/request/"
-ME_RPC_RESPONSE = "v1/devices/me/rpc/response/"
 ME_CLAIM = "v1/devices/me/claim"
 
 OK = 0
@@ -77,50 +80,6 @@ BAD_PAYLOAD = 0x99
 RATE_TOO_HIGH = 0x97  # quota exceeded: MQTT 5 has no 0x96 (message rate too high) for PUBACK
 REASON_RATE_LIMIT = 150  # what ThingsBoard puts in a sub-device disconnect when a rate limit is hit
 _PRODUCT_RE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-class TbState:
-    """What one session of the ThingsBoard API knows (kept in ``session.state()["tb"]``)."""
-
-    __slots__ = ("bad", "busy", "devices", "filters", "gw_attrs", "gw_rpc", "me_attrs", "me_rpc", "names", "since")
-
-    def __init__(self) -> None:
-        self.devices: dict[str, str] = {}  # sub-device name -> id, connected in this session
-        self.names: dict[str, str] = {}  # id -> the name this gateway uses
-        self.bad: set[str] = set()  # names that are not this gateway's to use (logged once)
-        self.since: dict[str, int] = {}  # sub-devices whose missed shared attributes wait for a subscription
-        self.busy = 0  # serial jobs pending: later messages queue behind them
-        self.filters: set[str] = set()
-        self.gw_rpc = self.gw_attrs = self.me_rpc = self.me_attrs = False
-
-    def forget(self, device_id: str) -> str | None:
-        name = self.names.pop(device_id, None)
-        if name is not None:
-            self.devices.pop(name, None)
-        self.since.pop(device_id, None)
-        return name
-
-
-def tb_state(session: MqttSession) -> TbState:
-    st = session.state().get("tb")
-    if st is None:
-        st = session.state()["tb"] = TbState()
-    return st
-
-
-def attribute_rows(device_id: str, scope: str, body: Any, ts: int, out: list[AttrRow]) -> None:
-    if type(body) is not dict:
-        raise InvalidInput("attributes must be an object")
-    start = len(out)
-    try:
-        for k, v in body.items():
-            check_key(k)
-            if v is None:
-                raise InvalidInput(f"attribute {k!r} is null")
-            out.append((device_id, scope, k, orjson.dumps(v).decode(), ts))
-    except (InvalidInput, orjson.JSONEncodeError) as exc:
-        del out[start:]
-        raise InvalidInput(str(exc)) from None
 
 
 def _done(fut: asyncio.Future[Any]) -> int:
@@ -149,24 +108,25 @@ class ThingsBoardDialect(Dialect):
     name = "thingsboard"
     prefixes = (GW, ME)
 
-    def __init__(self, hub: MqttHub, rpc_calls: RpcCalls, claims: Claims) -> None:
-        s = hub.settings
+    def __init__(self, hub: MqttHub, services: Services) -> None:
+        s = services.settings
         self.hub = hub
-        self.store = hub.store
-        self.writer = hub.writer
+        self.services = services
+        self.store = services.store
+        self.writer = services.ingest
         self.settings = s
-        self.claim_store = claims
+        self.rpc = services.rpc
+        self.attributes = services.attributes
+        self.claims_service = services.claims
         self.limits = RateLimits(s.tb_rate_per_device, s.tb_rate_per_tenant, s.tb_rate_burst)
         self.products: dict[tuple[str, str], str] = {}
         self.left_at: dict[str, int] = {}  # device id -> when its last session ended (this process)
-        self.rpc = RpcService(self, rpc_calls)
-        self.pusher = AttributePusher(self)
+        # the ThingsBoard side of the RPC and shared-attribute ports (registered by the builder)
+        self.downlink = TbDownlink(hub, services, self.limits)
         self.ext: Any = None  # thingsboard_ext.TbExtension: the gatehub extension topics
         self._catalog_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.rpc.start()
-        self.pusher.start()
         if self.ext is not None:
             await self.ext.start()
         self._catalog_task = asyncio.create_task(self._watch_catalog(), name="tb-catalog")
@@ -179,8 +139,6 @@ class ThingsBoardDialect(Dialect):
             self._catalog_task = None
         if self.ext is not None:
             await self.ext.stop()
-        self.pusher.stop()
-        await self.rpc.stop()
 
     async def _watch_catalog(self) -> None:
         """Drop the cached type -> product entries of a product that changed or was deleted
@@ -222,12 +180,12 @@ class ThingsBoardDialect(Dialect):
         if st.gw_attrs and not before[1] and st.since:
             waiting, st.since = st.since, {}
             for dev_id, since in waiting.items():
-                self.background(session, self.pusher.push_missed(session, dev_id, since))
+                self.background(session, self.downlink.push_missed(session, dev_id, since))
         if st.me_rpc and not before[2]:
             self.background(session, self.rpc.deliver_pending([p.device_id]))
         if st.me_attrs and not before[3]:
             since = self.left_at.get(p.device_id, 0)
-            self.background(session, self.pusher.push_missed(session, p.device_id, since))
+            self.background(session, self.downlink.push_missed(session, p.device_id, since))
         return min(sub.qos, 1)
 
     def on_unsubscribe(self, session: MqttSession, topic_filter: str) -> int:
@@ -323,7 +281,9 @@ class ThingsBoardDialect(Dialect):
             return self._later(session, st, self._me_attr_request(session, p, rid, body))
         if topic.startswith(ME_RPC_REQUEST):
             rid = topic[len(ME_RPC_REQUEST) :]
-            return self._later(session, st, self.rpc.client_call(session, p, rid, orjson.loads(payload)))
+            return self._later(
+                session, st, self.downlink.client_call(session, p.tenant_id, p.device_id, rid, orjson.loads(payload))
+            )
         if topic.startswith(ME_RPC_RESPONSE):
             rid = topic[len(ME_RPC_RESPONSE) :]
             data = orjson.loads(payload) if payload else None
@@ -487,7 +447,7 @@ class ThingsBoardDialect(Dialect):
             self.background(session, self.rpc.deliver_pending([dev_id]))
         if since is not None:
             if st.gw_attrs:
-                self.background(session, self.pusher.push_missed(session, dev_id, since))
+                self.background(session, self.downlink.push_missed(session, dev_id, since))
             else:
                 st.since[dev_id] = since
 
@@ -571,7 +531,7 @@ class ThingsBoardDialect(Dialect):
             [raw] if isinstance(raw, str) else [k for k in raw if isinstance(k, str)] if isinstance(raw, list) else []
         )
         scope = "client" if body.get("client") is True else "shared"
-        values = await self.pusher.read(dev_id, scope, keys or None)
+        values = await self.attributes.read(dev_id, scope, keys or None)
         out: dict[str, Any] = {"id": rid, "device": name}
         if single or len(keys) == 1:
             if keys and keys[0] in values:
@@ -590,7 +550,7 @@ class ThingsBoardDialect(Dialect):
         for scope, raw in (("client", client), ("shared", shared)):
             if (client is None and shared is None) or raw is not None:
                 keys = [k.strip() for k in str(raw).split(",") if k.strip()] if raw is not None else None
-                out[scope] = await self.pusher.read(p.device_id, scope, keys)
+                out[scope] = await self.attributes.read(p.device_id, scope, keys)
         session.send(ME_ATTR_RESPONSE + rid, orjson.dumps(out), 1)
         return OK
 
@@ -617,10 +577,12 @@ class ThingsBoardDialect(Dialect):
     async def _open_claim(self, device_id: str, req: Any) -> int:
         secret = req.get("secretKey", "") if isinstance(req, dict) else ""
         duration = req.get("durationMs") if isinstance(req, dict) else None
-        if type(duration) is not int or duration <= 0:
-            duration = self.settings.tb_claim_duration_ms
         try:
-            await self.claim_store.open(device_id, secret if isinstance(secret, str) else str(secret), duration)
+            await self.claims_service.open(
+                device_id,
+                secret if isinstance(secret, str) else str(secret),
+                duration if type(duration) is int else None,
+            )
         except GatehubError as exc:
             log.info("claim of %s not opened: %s", device_id, exc)
         return OK

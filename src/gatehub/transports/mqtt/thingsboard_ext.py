@@ -51,7 +51,7 @@ from gatehub.protocols.tbext import (
 from gatehub.store import WriteBatch
 from gatehub.store.ingest import SequenceHeld
 from gatehub.transports.mqtt.dialect import AckResult
-from gatehub.transports.mqtt.thingsboard import TbState, attribute_rows, tb_state
+from gatehub.transports.mqtt.thingsboard_state import TbState, attribute_rows, tb_state
 
 if TYPE_CHECKING:
     from gatehub.transports.mqtt.auth import MqttPrincipal

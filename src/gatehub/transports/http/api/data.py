@@ -60,7 +60,7 @@ async def post_telemetry(device_id: str, hub: Hub, p: Caller, body: Any = Body(.
     flatten_points(dev.id, body, now_ms(), rows)
     if not rows:
         raise InvalidInput("no data points in the body")
-    await hub.writer.write(WriteBatch(dev.tenant_id, telemetry=rows))
+    await hub.ingest.write(WriteBatch(dev.tenant_id, telemetry=rows))
     return {"stored": len(rows)}
 
 
@@ -106,7 +106,7 @@ async def write_attributes(
         except orjson.JSONEncodeError as exc:
             raise InvalidInput(f"attribute {k!r} cannot be stored: {exc}") from None
         rows.append((dev.id, scope.value, k, text, now))
-    await hub.writer.write(WriteBatch(dev.tenant_id, attributes=rows))
+    await hub.ingest.write(WriteBatch(dev.tenant_id, attributes=rows))
     return {"updated": sorted(body)}
 
 

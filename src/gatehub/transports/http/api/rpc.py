@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -19,13 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gatehub.domain.permissions import Action, Resource
 from gatehub.domain.rpc import RpcStatus
-from gatehub.errors import InvalidInput, Unavailable
+from gatehub.errors import InvalidInput
 from gatehub.transports.http.api.deps import Caller, Hub, Paging, device_for
-from gatehub.transports.http.context import HubContext
-
-if TYPE_CHECKING:
-    from gatehub.store.claims import Claims
-    from gatehub.transports.mqtt.thingsboard_downlink import RpcService
 
 router = APIRouter()
 
@@ -49,17 +44,10 @@ class ClaimIn(BaseModel):
     customer_id: str | None = Field(None, alias="customerId")
 
 
-def _rpc(hub: HubContext) -> RpcService:
-    svc = hub.rpc
-    if svc is None:
-        raise Unavailable("RPC needs the MQTT listener: mqtt_port, mqtts_port and mqtt_ws_port are all -1")
-    return svc  # type: ignore[no-any-return]
-
-
 @router.post("/devices/{device_id}/rpc", tags=["rpc"])
 async def send_rpc(device_id: str, body: RpcIn, hub: Hub, p: Caller) -> JSONResponse:
     dev = await device_for(hub, p, device_id, Resource.RPC, Action.CREATE)
-    svc = _rpc(hub)
+    svc = hub.rpc
     req = svc.request(
         {
             "method": body.method,
@@ -87,14 +75,14 @@ async def list_rpc(
     device_id: str, hub: Hub, p: Caller, pg: Paging, status: RpcStatus | None = Query(None)
 ) -> dict[str, Any]:
     dev = await device_for(hub, p, device_id, Resource.RPC, Action.READ)
-    items, total = await _rpc(hub).calls.list_for_device(dev.id, status, pg.offset, pg.limit)
+    items, total = await hub.rpc.calls.list_for_device(dev.id, status, pg.offset, pg.limit)
     return {"items": [c.public() for c in items], "total": total, "offset": pg.offset, "limit": pg.limit}
 
 
 @router.get("/rpc/{rpc_id}", tags=["rpc"])
 async def get_rpc(rpc_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     p.require(Resource.RPC, Action.READ)
-    call = await _rpc(hub).calls.get(None if p.is_system else p.tenant_id, rpc_id)
+    call = await hub.rpc.calls.get(None if p.is_system else p.tenant_id, rpc_id)
     await device_for(hub, p, call.device_id, Resource.RPC, Action.READ)  # a customer sees only its devices
     return call.public()
 
@@ -103,9 +91,6 @@ async def get_rpc(rpc_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
 async def claim_device(device_id: str, body: ClaimIn, hub: Hub, p: Caller) -> dict[str, Any]:
     """Claim a device whose claim window is open, for the caller's customer."""
     p.require(Resource.DEVICE, Action.UPDATE)
-    claims: Claims | None = hub.claims
-    if claims is None:
-        raise Unavailable("claiming needs the MQTT listener (mqtt_port or mqtts_port)")
     # not device_for(): the device belongs to no customer yet, so a customer key could not see it
     dev = await hub.store.devices.get(None if p.is_system else p.tenant_id, device_id)
     customer = p.customer_id or body.customer_id
@@ -113,6 +98,5 @@ async def claim_device(device_id: str, body: ClaimIn, hub: Hub, p: Caller) -> di
         raise InvalidInput("customerId is required for an API key that does not belong to a customer")
     if p.customer_id is not None and body.customer_id not in (None, p.customer_id):
         raise InvalidInput("a customer key claims for its own customer only")
-    await hub.store.accounts.get_customer(dev.tenant_id, customer)
-    await claims.claim(dev.id, body.secret_key, customer)
+    await hub.claims.claim(dev, body.secret_key, customer)
     return {"deviceId": dev.id, "customerId": customer, "claimed": True}

@@ -1,4 +1,4 @@
-"""Thing-model services and property sets over REST (Link SDK devices, through the Alink dialect).
+"""Thing-model services and property sets over REST (``services.things``; Link SDK devices).
 
 - ``POST /devices/{id}/services/{identifier}`` ``{"params": {...}, "timeout": ms, "wait": true}``:
   the input is checked against the service's ``inputData``; the call goes to the session that
@@ -15,19 +15,15 @@ device's reply does not fit the model), 504 ``rpc_timeout``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatehub.domain.permissions import Action, Resource
-from gatehub.errors import Unavailable
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
 from gatehub.transports.http.context import HubContext
-
-if TYPE_CHECKING:
-    from gatehub.transports.mqtt.alink_things import ServiceCaller
 
 router = APIRouter()
 
@@ -40,18 +36,9 @@ class ServiceIn(BaseModel):
     wait: bool = True
 
 
-def _caller(hub: HubContext) -> ServiceCaller:
-    svc = hub.things
-    if svc is None:
-        raise Unavailable(
-            "thing-model services need the MQTT listener: mqtt_port, mqtts_port and mqtt_ws_port are all -1"
-        )
-    return svc  # type: ignore[no-any-return]
-
-
 async def _invoke(hub: HubContext, p: Any, device_id: str, identifier: str, body: ServiceIn) -> JSONResponse:
     dev = await device_for(hub, p, device_id, Resource.RPC, Action.CREATE)
-    res = await _caller(hub).call(dev, identifier, body.params, body.timeout, body.wait)
+    res = await hub.things.call(dev, identifier, body.params, body.timeout, body.wait)
     return JSONResponse(res.public(), status_code=200 if body.wait else 202)
 
 
