@@ -12,6 +12,7 @@ from gatehub.domain.thingmodel import EMPTY, ThingModelError, compile_thing_mode
 from gatehub.errors import InvalidInput
 from gatehub.protocols import iotda as p
 from gatehub.store.tokens import TokenRecord
+from gatehub.transports.http.iotda_rows import flatten_gateway_batch, flatten_services
 
 # reference values from `openssl dgst -sha256 -hmac <timestamp>` over the secret
 VECTORS = [
@@ -103,7 +104,7 @@ def test_flatten_services_keys_types_and_all_or_nothing() -> None:
         {"service_id": "s", "properties": {"i": 1, "f": 1.5, "b": False, "t": "x", "o": {"a": 1}}, "event_time": "bad"},
         {"service_id": "u", "properties": {"big": 2**70}, "event_time": "20210813T101010Z"},
     ]
-    p.flatten_services("d", services, 42, EMPTY, out)
+    flatten_services("d", services, 42, EMPTY, out)
     assert out[1:] == [
         ("d", "s.i", 42, "i", 1, None, None),
         ("d", "s.f", 42, "f", None, 1.5, None),
@@ -114,7 +115,7 @@ def test_flatten_services_keys_types_and_all_or_nothing() -> None:
     ]
     before = list(out)
     with pytest.raises(p.IotdaError) as exc:
-        p.flatten_services("d", [*services, {"service_id": "z", "properties": {"n": None}}], 42, EMPTY, out)
+        flatten_services("d", [*services, {"service_id": "z", "properties": {"n": None}}], 42, EMPTY, out)
     assert "services[2].properties.n" in exc.value.message
     assert out == before
 
@@ -148,7 +149,7 @@ def test_thing_model_checks_and_mapping() -> None:
     assert model.strict and len(model) == 6
     out: list[Row] = []
     props = {"level": 3, "on": 1, "mode": 0, "pos": {"x": 1}, "arr": ["ab"], "when": "1700000000000"}
-    p.flatten_services("d", [{"service_id": "svc", "properties": props}], 5, model, out)
+    flatten_services("d", [{"service_id": "svc", "properties": props}], 5, model, out)
     assert [r[1] for r in out] == ["lvl", "svc.on", "svc.mode", "svc.pos", "svc.arr", "svc.when"]
     bad_cases = {
         "level": 11,
@@ -160,10 +161,10 @@ def test_thing_model_checks_and_mapping() -> None:
     }
     for name, value in bad_cases.items():
         with pytest.raises(p.IotdaError) as exc:
-            p.flatten_services("d", [{"service_id": "svc", "properties": {name: value}}], 5, model, [])
+            flatten_services("d", [{"service_id": "svc", "properties": {name: value}}], 5, model, [])
         assert f"services[0].properties.{name}" in exc.value.message, exc.value.message
     with pytest.raises(p.IotdaError):  # "mode" belongs to service "svc" only
-        p.flatten_services("d", [{"service_id": "other", "properties": {"mode": 0}}], 5, model, [])
+        flatten_services("d", [{"service_id": "other", "properties": {"mode": 0}}], 5, model, [])
     with pytest.raises(ThingModelError) as tm:  # the generic API the Alink dialect uses
         model.check("svc.level", True)
     assert tm.value.field == "svc.level"
@@ -189,11 +190,11 @@ def test_gateway_batch_limits() -> None:
     assert exc.value.error_code == "IOTDA.021103" and exc.value.message.endswith("(50).")
     parsed = p.parse_children({"devices": kids[:50]})
     out: list[Row] = []
-    p.flatten_gateway_batch(parsed, 1, lambda _c: EMPTY, out)
+    flatten_gateway_batch(parsed, 1, lambda _c: EMPTY, out)
     assert len(out) == 50
     broken = [*parsed[:3], ("c9", [{"service_id": "s"}])]
     with pytest.raises(p.IotdaError) as exc:
-        p.flatten_gateway_batch(broken, 1, lambda _c: EMPTY, out)
+        flatten_gateway_batch(broken, 1, lambda _c: EMPTY, out)
     assert "devices[3].services[0].properties" in exc.value.message
     assert len(out) == 50
 

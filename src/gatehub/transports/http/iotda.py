@@ -39,6 +39,7 @@ from gatehub.store import WriteBatch
 from gatehub.store.tokens import DeviceTokens, TokenRecord, hash_token
 from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.iotda_openapi import openapi
+from gatehub.transports.http.iotda_rows import flatten_gateway_batch, flatten_services
 from gatehub.transports.http.server import HttpServer
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class IotdaService:
         if op == _PROPERTIES:
             if type(doc) is not dict:
                 raise p.invalid("the body must be a JSON object.")
-            p.flatten_services(rec.device_id, doc.get("services"), now, await self.model(rec.product_id), rows)
+            flatten_services(rec.device_id, doc.get("services"), now, await self.model(rec.product_id), rows)
         else:
             kids = p.parse_children(doc, self.max_children)
             owned = await self.children(rec.device_id)
@@ -264,7 +265,7 @@ class IotdaService:
                     raise p.IotdaError(p.NOT_A_CHILD)
                 if child not in models:
                     models[child] = await self.model(product)
-            p.flatten_gateway_batch(kids, now, models.__getitem__, rows)
+            flatten_gateway_batch(kids, now, models.__getitem__, rows)
         await self.ctx.ingest.write(WriteBatch(tenant, telemetry=rows))
 
 
