@@ -16,8 +16,8 @@ import aiomqtt
 import httpx
 
 from gatehub.app.node import Node
-from gatehub.devicelink.service import DeviceLinks
 from gatehub.domain.model import NodeType
+from gatehub.services.links.service import DeviceLinks
 from tests.conftest import node_settings
 
 TIMEOUT = 10.0

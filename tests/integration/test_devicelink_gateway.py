@@ -11,8 +11,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gatehub.devicelink.tcp import WRITE_HIGH
 from gatehub.protocols import devicelink as proto
+from gatehub.transports.devicelink.tcp import WRITE_HIGH
 from tests.integration.devicelink_agent import agent_relay
 from tests.integration.devicelink_helpers import (
     eventually,

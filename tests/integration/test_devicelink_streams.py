@@ -1,4 +1,4 @@
-"""Stream channels of via-gateway TCP links (``gatehub.devicelink.streams``): the agent's relay
+"""Stream channels of via-gateway TCP links (``gatehub.transports.devicelink.streams``): the agent's relay
 carries a channel's bytes on a TCP connection of its own to the hub's stream port instead of
 framing them over MQTT. Real sockets throughout: the hub, the relay on a real aiomqtt session
 (``tests.integration.devicelink_agent``), echo and slow devices, plain TCP clients."""
@@ -15,8 +15,8 @@ import pytest
 
 from gatehub import splice
 from gatehub.agent.devicelink import _StreamChannel, _TcpChannel
-from gatehub.devicelink.streams import MAGIC, PREAMBLE_SIZE, StreamListener
-from gatehub.devicelink.tcp import WRITE_HIGH
+from gatehub.transports.devicelink.streams import MAGIC, PREAMBLE_SIZE, StreamListener
+from gatehub.transports.devicelink.tcp import WRITE_HIGH
 from tests.integration.devicelink_agent import agent_relay
 from tests.integration.devicelink_helpers import (
     LinkNode,

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gatehub.devicelink.ports import PortPool
 from gatehub.errors import InvalidInput
 from gatehub.protocols import devicelink as proto
 from gatehub.protocols.devicelink import FrameError, FrameType, ReceiveWindow, StreamSender
 from gatehub.protocols.linkcrypto import PER_CONNECTION, LinkCipher, parse_hex, start_block
+from gatehub.services.links.pool import PortPool
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "devicelink.md"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from gatehub.agent.agent import Agent
 from gatehub.agent.config import AgentConfig, agent_config, load_agent_config
-from gatehub.agent.extensions import AgentExtension, ExtensionContext, SubDeviceView
+from gatehub.agent.contracts import SubDeviceView
+from gatehub.agent.extensions import AgentExtension, ExtensionContext
 
 __all__ = [
     "Agent",

@@ -27,6 +27,7 @@ import orjson
 from aiomqtt.exceptions import MqttCodeError, MqttConnectError, MqttError
 
 from gatehub.agent.config import AgentConfig
+from gatehub.agent.contracts import LocalDev, SubDeviceView
 from gatehub.agent.devicelink import DeviceLinkExtension
 from gatehub.agent.drivers import (
     Driver,
@@ -41,11 +42,11 @@ from gatehub.agent.drivers import (
     Unreachable,
     build_driver,
 )
-from gatehub.agent.extensions import AgentExtension, ExtensionContext, SubDeviceView
+from gatehub.agent.extensions import AgentExtension, ExtensionContext
 from gatehub.agent.link import GW_ATTRIBUTES, GW_DISCONNECT, GW_RPC, HubLink, HubUnavailable
 from gatehub.agent.outbox import Outbox
 from gatehub.agent.state import LocalState
-from gatehub.agent.topology import LocalDev, Reconciler
+from gatehub.agent.topology import Reconciler
 from gatehub.protocols.tbext import TOPO_CHANGE
 
 log = logging.getLogger(__name__)

@@ -25,32 +25,17 @@ claims are not handled by the agent itself. Extension names must be unique.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gatehub.agent.agent import Agent
+    from gatehub.agent.contracts import ExtensionHost, SubDeviceView
     from gatehub.agent.drivers import Driver
-    from gatehub.agent.state import Credentials
-
-
-@dataclass(slots=True, frozen=True)
-class SubDeviceView:
-    """What an extension may know of a sub-device."""
-
-    name: str  # its device name on the hub
-    uid: str  # its id on the access network
-    model: str
-    address: str | None  # its local network address from the driver's discovery ("host:port")
-    online: bool
-    proxied: bool  # in LocalTopoList: the hub knows it under this gateway
-    credentials: Credentials | None
 
 
 class ExtensionContext:
     """The agent as an extension sees it."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: ExtensionHost) -> None:
         self._agent = agent
 
     @property

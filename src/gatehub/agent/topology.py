@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,35 +28,11 @@ from gatehub.agent.state import Credentials
 from gatehub.protocols.tbext import REGISTER, TOPO_ADD, TOPO_DELETE, TOPO_REQUEST, register_sign
 
 if TYPE_CHECKING:
-    from gatehub.agent.agent import Agent
+    from gatehub.agent.contracts import LocalDev, ReconcilerHost
     from gatehub.agent.link import HubLink
 
 log = logging.getLogger(__name__)
 BATCH_LIMIT = 100  # devices per extension request
-
-
-@dataclass(slots=True)
-class LocalDev:
-    """An entry of LocalDevList: a sub-device connected to the access network now."""
-
-    uid: str
-    name: str
-    model: str
-    driver: int  # index into Agent.drivers
-    address: str | None = None
-    online: bool = True
-    attributes: dict[str, Any] = field(default_factory=dict)
-    refused: str | None = None  # why the hub would not proxy it (retried after a reconnect)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "name": self.name,
-            "model": self.model,
-            "address": self.address,
-            "online": self.online,
-            "refused": self.refused,
-        }
 
 
 @dataclass(slots=True)
@@ -89,7 +65,7 @@ def _chunks(names: list[str]) -> list[list[str]]:
 
 
 class Reconciler:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: ReconcilerHost) -> None:
         self.a = agent
         self.state = agent.state
         self.added_at: dict[str, int] = {}  # name -> topology version of the hub's answer that added it

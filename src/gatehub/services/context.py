@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gatehub.bus import Bus
 from gatehub.config import Settings
@@ -23,6 +23,9 @@ from gatehub.services.registry import GatewayRegistry
 from gatehub.services.rpc import RpcService
 from gatehub.services.things import ThingModels, ThingService
 from gatehub.store import Store
+
+if TYPE_CHECKING:
+    from gatehub.services.links import DeviceLinks
 
 __all__ = ["Metrics", "Services"]
 
@@ -56,7 +59,7 @@ class Services:
     claims: ClaimService  # device claiming
     started_at: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
-    links: Any = None  # device links (when the device-link listener is on)
+    links: DeviceLinks | None = None  # device links (when devicelink_port_min is not -1)
     transports: set[str] = field(default_factory=set)  # the transports that are on: mqtt, grpc, iotda, ...
 
     async def start(self) -> None:

@@ -23,16 +23,16 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gatehub.devicelink.links import LinkRequest, normalise_ip
 from gatehub.domain.model import ID_RE, Device
 from gatehub.domain.permissions import Action, Principal, Resource
 from gatehub.errors import Conflict, InvalidInput, NotFound, Unavailable
 from gatehub.protocols.linkcrypto import IV_BYTES, KEY_BYTES, LITERAL, parse_hex
+from gatehub.services.links.model import LinkRequest, normalise_ip
 from gatehub.transports.http.api.deps import Caller, Hub
 from gatehub.transports.http.context import HubContext
 
 if TYPE_CHECKING:
-    from gatehub.devicelink.service import DeviceLinks
+    from gatehub.services.links import DeviceLinks
 
 router = APIRouter()
 
@@ -77,7 +77,7 @@ def _service(hub: HubContext) -> DeviceLinks:
     svc = hub.links
     if svc is None:
         raise Unavailable("device links are off on this node (devicelink_port_min = -1)")
-    return svc  # type: ignore[no-any-return]
+    return svc
 
 
 async def device_by_identifier(hub: HubContext, p: Principal, identifier: str) -> Device:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import Any, Protocol
+from typing import Any
 
-from gatehub.devicelink.links import Link, Mode, normalise_ip
+from gatehub.services.links.contracts import UdpDeviceEnd
+from gatehub.services.links.model import Link, Mode, normalise_ip
 
 log = logging.getLogger("gatehub.devicelink")
 
@@ -26,11 +27,6 @@ MAX_BUFFERED = 1 << 20  # bytes waiting in a UDP transport before datagrams are 
 def _buffered(t: asyncio.DatagramTransport) -> int:
     size: int = t.get_write_buffer_size()  # type: ignore[attr-defined]  # every loop's datagram transport has it
     return size
-
-
-class UdpDeviceEnd(Protocol):
-    def send(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
 
 
 class UdpLink(Link):

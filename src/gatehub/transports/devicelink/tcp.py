@@ -6,7 +6,8 @@ connection). Backpressure: when one side's transport buffer is full (``pause_wri
 other side stops being read (``pause_reading``) until it drains. Half-close (EOF) is passed on.
 
 The device end is either a socket of ours (direct mode, ``DirectDevice``) or a channel of the
-gateway's tunnel (``tunnel.HubChannel``); both offer the small ``DeviceEnd`` interface.
+gateway's tunnel (``transports.mqtt.devicelink_tunnel.HubChannel``); both offer the small
+``services.links.contracts.DeviceEnd`` interface.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import logging
 import socket
 import struct
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from gatehub.devicelink.links import Link, Mode
 from gatehub.protocols.linkcrypto import DOWNSTREAM, MAX_NUMBER, NUMBER_BYTES, UPSTREAM, decode_number
+from gatehub.services.links.contracts import DeviceEnd
+from gatehub.services.links.model import Link, Mode
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers import CipherContext
@@ -55,14 +57,6 @@ def reset(transport: asyncio.BaseTransport) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()  # type: ignore[attr-defined]
-
-
-class DeviceEnd(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def write_eof(self) -> None: ...
-    def close(self) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
 
 
 class TcpLink(Link):

@@ -18,30 +18,43 @@ import asyncio
 import contextlib
 import errno
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import orjson
 
 from gatehub.bus import Bus
 from gatehub.config import Settings
-from gatehub.devicelink.links import Link, LinkRequest, Mode, Target
-from gatehub.devicelink.ports import PortPool
-from gatehub.devicelink.tcp import TcpLink
-from gatehub.devicelink.udp import UdpLink
 from gatehub.domain.model import AttributeScope, Device, DeviceKind, Presence
 from gatehub.domain.telemetry import now_ms
 from gatehub.errors import Conflict, NotFound, Unavailable
-from gatehub.store import IngestWriter, Store, WriteBatch
-
-if TYPE_CHECKING:
-    from gatehub.devicelink.tunnel import TunnelDialect
-    from gatehub.transports.mqtt.hub import MqttHub
+from gatehub.services.ingest import Ingest
+from gatehub.services.links.contracts import Tunnels
+from gatehub.services.links.model import Link, LinkRequest, Mode, Target
+from gatehub.services.links.pool import PortPool
+from gatehub.store import Store
 
 log = logging.getLogger("gatehub.devicelink")
 
 ADDRESS_ATTRIBUTE = "deviceLinkAddress"
 _PORT_TAKEN = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 _WATCH = ("t.*.status.*", "t.*.topology.*", "t.*.device.*", "t.*.tenant.*")
+
+
+class LinkFactory(Protocol):
+    """Makes the relay of a new link (``transports.devicelink``): TCP or UDP."""
+
+    def __call__(
+        self,
+        protocol: str,
+        *,
+        tenant_id: str,
+        identifier: str,
+        request: LinkRequest,
+        target: Target,
+        on_closed: Callable[[Link], None],
+        connect_timeout: float,
+    ) -> Link: ...
 
 
 class DeviceLinks:
@@ -51,17 +64,19 @@ class DeviceLinks:
         self,
         settings: Settings,
         store: Store,
-        writer: IngestWriter,
+        ingest: Ingest,
         bus: Bus,
-        mqtt: MqttHub | None = None,
-        tunnels: TunnelDialect | None = None,
+        make_link: LinkFactory,
+        tunnels: Tunnels | None = None,
+        gateway_connected: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.writer = writer
+        self.ingest = ingest
         self.bus = bus
-        self.mqtt = mqtt
-        self.tunnels = tunnels
+        self.make_link = make_link  # the relays (transports.devicelink)
+        self.tunnels = tunnels  # the gateways' tunnels (the MQTT tunnel dialect), when MQTT is on
+        self.gateway_connected = gateway_connected or (lambda _gw: False)
         self.pool = PortPool(settings.devicelink_port_min, settings.devicelink_port_max)
         self.bind_host = settings.devicelink_bind_host or settings.bind_host
         self.links: dict[str, Link] = {}  # token -> link
@@ -109,8 +124,7 @@ class DeviceLinks:
                 raise Conflict(f"sub-device {device.id} has no gateway to reach it through", code="no_gateway")
             gw = device.parent_id
             if self.tunnels is None or self.tunnels.tunnel_for(gw) is None:
-                online = self.mqtt is not None and self.mqtt.session_for_device(gw) is not None
-                if online:
+                if self.gateway_connected(gw):
                     raise Conflict(
                         f"gateway {gw} is connected but its agent does not speak the device-link tunnel",
                         code="gateway_unsupported",
@@ -141,8 +155,8 @@ class DeviceLinks:
                 f"this tenant has {s.devicelink_max_per_tenant} open links (devicelink_max_per_tenant)",
                 code="too_many_links",
             )
-        kind = TcpLink if request.protocol == "tcp" else UdpLink
-        link = kind(
+        link = self.make_link(
+            request.protocol,
             tenant_id=tenant,
             identifier=identifier,
             request=request,
@@ -233,14 +247,15 @@ class DeviceLinks:
 
     def _log(self, link: Link, type_: str) -> None:
         body = orjson.dumps(link.log_body()).decode()
-        batch = WriteBatch(link.tenant_id, events=[(link.tenant_id, link.target.device_id, now_ms(), type_, body)])
-        task = asyncio.get_running_loop().create_task(self._write(batch))
+        task = asyncio.get_running_loop().create_task(
+            self._write(link.tenant_id, link.target.device_id, now_ms(), type_, body)
+        )
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)
 
-    async def _write(self, batch: WriteBatch) -> None:
+    async def _write(self, tenant_id: str, device_id: str, ts: int, type_: str, body: str) -> None:
         try:
-            await self.writer.write(batch)
+            await self.ingest.event(tenant_id, device_id, ts, type_, body)
         except Exception as exc:
             log.warning("device-link log record not stored: %s", exc)
 

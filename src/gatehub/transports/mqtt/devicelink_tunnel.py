@@ -26,8 +26,8 @@ from gatehub.protocols.mqtt.topics import topic_matches
 from gatehub.transports.mqtt.dialect import AckResult, Dialect
 
 if TYPE_CHECKING:
-    from gatehub.devicelink.links import Target
-    from gatehub.devicelink.streams import StreamConn, StreamListener
+    from gatehub.services.links.contracts import StreamConnection, StreamPort
+    from gatehub.services.links.model import Target
     from gatehub.transports.mqtt.session import MqttSession
 
 log = logging.getLogger("gatehub.devicelink")
@@ -66,10 +66,10 @@ class HubChannel:
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
         self.token: str | None = None  # a stream channel is expected with this token
-        self.stream: StreamConn | None = None  # the agent's stream connection, once it came
+        self.stream: StreamConnection | None = None  # the agent's stream connection, once it came
 
-    # a stream channel (gatehub.devicelink.streams) -------------------------------------------
-    def stream_attached(self, conn: StreamConn) -> Any:
+    # a stream channel (transports.devicelink.streams) ----------------------------------------
+    def stream_attached(self, conn: StreamConnection) -> Any:
         """The agent connected the stream of this channel: its data flows there from now on.
         Returns the user (the link's client connection), which ``conn`` relays to."""
         self.token = None
@@ -229,7 +229,7 @@ class GatewayTunnel:
         tenant_id: str,
         version: int,
         window: int,
-        streams: StreamListener | None = None,
+        streams: StreamPort | None = None,
     ) -> None:
         self.session = session
         self.streams = streams  # the agent opens stream channels there (it offered them)
@@ -327,16 +327,14 @@ class TunnelDialect(Dialect):
     name = "devicelink"
     prefixes = (proto.PREFIX,)
 
-    def __init__(
-        self, window: int, streams: StreamListener | None = None, streams_tls: StreamListener | None = None
-    ) -> None:
+    def __init__(self, window: int, streams: StreamPort | None = None, streams_tls: StreamPort | None = None) -> None:
         self.window = window
         self.streams = streams  # for sessions on the plain listener
         self.streams_tls = streams_tls  # for sessions on the TLS listener
         self.tunnels: dict[str, GatewayTunnel] = {}  # gateway id -> its current tunnel
         self.on_gateway_gone: Callable[[str, str], None] | None = None  # (tenant id, gateway id)
 
-    def listeners(self) -> list[StreamListener]:
+    def listeners(self) -> list[StreamPort]:
         return [ls for ls in (self.streams, self.streams_tls) if ls is not None]
 
     def tunnel_for(self, gateway_id: str) -> GatewayTunnel | None:

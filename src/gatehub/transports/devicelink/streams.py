@@ -23,13 +23,13 @@ import secrets
 import ssl
 from typing import TYPE_CHECKING
 
-from gatehub.devicelink.tcp import DirectDevice, nodelay
 from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols import devicelink as proto
+from gatehub.transports.devicelink.tcp import DirectDevice, nodelay
 
 if TYPE_CHECKING:
-    from gatehub.devicelink.tcp import ClientConn
-    from gatehub.devicelink.tunnel import HubChannel
+    from gatehub.services.links.contracts import StreamChannel
+    from gatehub.transports.devicelink.tcp import ClientConn
 
 log = logging.getLogger("gatehub.devicelink")
 
@@ -47,7 +47,7 @@ class StreamListener:
         self.requested_port = port
         self.ssl = ssl_context
         self.port = 0
-        self.pending: dict[str, HubChannel] = {}
+        self.pending: dict[str, StreamChannel] = {}
         self.server: asyncio.Server | TlsServer | None = None
         self.attached = 0
         self.refused = 0
@@ -77,7 +77,7 @@ class StreamListener:
             self.server = None
         self.pending.clear()
 
-    def expect(self, channel: HubChannel) -> str:
+    def expect(self, channel: StreamChannel) -> str:
         token = secrets.token_hex(TOKEN_CHARS // 2)
         self.pending[token] = channel
         return token
@@ -95,7 +95,7 @@ class StreamConn(DirectDevice):
     def __init__(self, listener: StreamListener) -> None:
         super().__init__(None)  # type: ignore[arg-type]  # the client is known after the preamble
         self.listener = listener
-        self.channel: HubChannel | None = None
+        self.channel: StreamChannel | None = None
         self._buf = b""
         self._timer: asyncio.TimerHandle | None = None
         self.received = 0  # bytes from the agent (after the preamble)

@@ -1,8 +1,9 @@
 """What one device link is: its request, where it leads, its counters and its life.
 
-A link owns one port of the pool (TCP listener or UDP socket). Subclasses (``tcp.TcpLink``,
-``udp.UdpLink``) relay; this base keeps what every link has: the client admission rule
-(``source`` lock, first-client inheritance), the idle timeout, the byte counters and closing.
+A link owns one port of the pool (TCP listener or UDP socket). Subclasses
+(``transports.devicelink.tcp.TcpLink``, ``transports.devicelink.udp.UdpLink``) relay; this base
+keeps what every link has: the client admission rule (``source`` lock, first-client
+inheritance), the idle timeout, the byte counters and closing.
 """
 
 from __future__ import annotations
@@ -14,40 +15,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gatehub.protocols.linkcrypto import LITERAL, LinkCipher
+from gatehub.services.links.contracts import Mode, Target
 
-if TYPE_CHECKING:
-    from gatehub.devicelink.tunnel import GatewayTunnel, TunnelDialect
+__all__ = ["Link", "LinkRequest", "Mode", "Target", "new_link_id", "new_link_token", "normalise_ip"]
 
 log = logging.getLogger("gatehub.devicelink")
-
-
-class Mode(StrEnum):
-    DIRECT = "direct"  # the hub connects to the device's address itself
-    GATEWAY = "gateway"  # through the device's gateway (tunnel over its MQTT session)
-
-
-@dataclass(slots=True)
-class Target:
-    """Where a link leads: a direct address, or a sub-device behind a gateway's tunnel."""
-
-    mode: Mode
-    device_id: str
-    device_name: str
-    port: int
-    host: str | None  # direct: the address; gateway: the operator-set address (a hint), or None
-    address_source: str  # "attribute", "connection" or "gateway"
-    gateway_id: str | None = None
-    dialect: TunnelDialect | None = None
-
-    def tunnel(self) -> GatewayTunnel | None:
-        """The gateway's current tunnel (a reconnected gateway has a new one)."""
-        if self.dialect is None or self.gateway_id is None:
-            return None
-        return self.dialect.tunnel_for(self.gateway_id)
 
 
 @dataclass(slots=True)
