@@ -34,13 +34,14 @@ from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.store import IngestWriter, Store
 from gatehub.transports.mqtt.alink_auth import AlinkSignatureAuth
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
+from gatehub.transports.mqtt.contracts import SessionKey
 from gatehub.transports.mqtt.dialect import Dialect, DialectRouter
 from gatehub.transports.mqtt.session import MqttSession
 from gatehub.transports.mqtt.websocket import WebSocketListener, start_websocket_listener
 
-log = logging.getLogger(__name__)
+__all__ = ["MqttHub", "SessionKey", "StoredSession"]
 
-SessionKey = tuple[str, str]  # (tenant id, client id)
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.transports.mqtt.auth import AuthRequest, MqttPrincipal
 
 if TYPE_CHECKING:
-    from gatehub.transports.mqtt.hub import MqttHub
+    from gatehub.transports.mqtt.contracts import SessionHost
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class MqttSession(asyncio.Protocol):
         "will_sent",
     )
 
-    def __init__(self, hub: MqttHub, listener: str) -> None:
+    def __init__(self, hub: SessionHost[MqttSession], listener: str) -> None:
         self.hub = hub
         self.listener = listener
         self.conn = ServerConnection(hub.server_options)
