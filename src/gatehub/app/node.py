@@ -32,6 +32,7 @@ from gatehub.loop import run_loop as run_loop  # re-exported: where callers have
 from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.services.context import Services
 from gatehub.services.pki import Blacklist
+from gatehub.services.presence import SessionDirectory
 from gatehub.services.registry import GatewayRegistry
 from gatehub.store import Database, IngestWriter, Store, commit_publisher
 from gatehub.transports.control import ControlServer
@@ -130,6 +131,7 @@ class Node:
             pki=self.pki,
             registry=registry,
             blacklist=blacklist,
+            presence=SessionDirectory(),
             started_at=time.time(),
         )
         server = self.pki.server_certificate

@@ -16,6 +16,7 @@ from gatehub.bus import Bus
 from gatehub.config import Settings
 from gatehub.pki import TlsContextProvider
 from gatehub.services.pki import Blacklist
+from gatehub.services.presence import SessionDirectory
 from gatehub.services.registry import GatewayRegistry
 from gatehub.store import IngestWriter, Store
 
@@ -41,6 +42,7 @@ class Services:
     pki: TlsContextProvider  # the hub CA and the TLS contexts of every TLS listener
     registry: GatewayRegistry  # tenants' gateways, certificates, the blacklist (G-SDK rules)
     blacklist: Blacklist  # keeps the listeners' blacklist equal to the store's
+    presence: SessionDirectory  # which session serves a client or a device (the MQTT hub binds them)
     started_at: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     # filled while the node is built (their modules move under services/):

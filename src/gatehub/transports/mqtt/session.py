@@ -376,6 +376,11 @@ class MqttSession(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def evict(self, reason: str) -> None:
+        """Ended by the server's operator (the session directory's handle): DISCONNECT 0x98
+        (administrative action) on MQTT 5, then close."""
+        self.disconnect(0x98, reason)
+
     def serial(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         """Run ``coro`` after every coroutine queued before it on this session (per-session order)."""
         fut: asyncio.Future[Any] = self.hub.loop.create_future()
