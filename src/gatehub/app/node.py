@@ -35,6 +35,7 @@ from gatehub.services.claims import ClaimService
 from gatehub.services.context import Services
 from gatehub.services.ingest import Ingest, commit_publisher
 from gatehub.services.pki import Blacklist
+from gatehub.services.presence import SessionDirectory
 from gatehub.services.registry import GatewayRegistry
 from gatehub.services.rpc import RpcService
 from gatehub.services.things import ThingModels, ThingService
@@ -143,6 +144,7 @@ class Node:
             things=ThingService(s, models, rpc),
             attributes=AttributeService(self.store, self.bus),
             claims=ClaimService(s, self.store),
+            presence=SessionDirectory(),
             started_at=time.time(),
         )
         await self.services.start()

@@ -19,6 +19,7 @@ from gatehub.services.attributes import AttributeService
 from gatehub.services.claims import ClaimService
 from gatehub.services.ingest import Ingest
 from gatehub.services.pki import Blacklist
+from gatehub.services.presence import SessionDirectory
 from gatehub.services.registry import GatewayRegistry
 from gatehub.services.rpc import RpcService
 from gatehub.services.things import ThingModels, ThingService
@@ -57,6 +58,7 @@ class Services:
     things: ThingService  # thing-model service calls and property sets
     attributes: AttributeService  # attribute reads, shared-attribute pushes
     claims: ClaimService  # device claiming
+    presence: SessionDirectory  # which session serves a client or a device (the MQTT hub binds them)
     started_at: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     links: DeviceLinks | None = None  # device links (when devicelink_port_min is not -1)

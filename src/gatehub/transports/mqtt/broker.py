@@ -15,16 +15,12 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from gatehub.protocols.mqtt import Publish, Subscription, SubscriptionTrie, Will
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties, PropertyId
 from gatehub.protocols.mqtt.topics import parse_shared, topic_matches
+from gatehub.transports.mqtt.contracts import HubLike, SessionLike
 from gatehub.transports.mqtt.dialect import AckResult, Dialect
-
-if TYPE_CHECKING:
-    from gatehub.transports.mqtt.hub import MqttHub
-    from gatehub.transports.mqtt.session import MqttSession
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +48,11 @@ def expiry_deadline(properties: Properties) -> float:
     return 0.0
 
 
-class Broker(Dialect):
+class Broker(Dialect[SessionLike]):
     name = "broker"
 
     def __init__(self, retained_max: int = 100_000) -> None:
-        self.hub: MqttHub | None = None
+        self.hub: HubLike | None = None
         self.tries: dict[str, SubscriptionTrie[str, SubOptions]] = {}
         self.retained: dict[str, dict[str, Retained]] = {}
         self.retained_max = retained_max
@@ -68,7 +64,7 @@ class Broker(Dialect):
         return True
 
     # inbound ----------------------------------------------------------------------------------
-    def on_publish(self, session: MqttSession, packet: Publish) -> AckResult:
+    def on_publish(self, session: SessionLike, packet: Publish) -> AckResult:
         p = session.principal
         assert p is not None
         tenant = p.tenant_id
@@ -90,7 +86,7 @@ class Broker(Dialect):
             return None
         return 0 if n or session.conn.version != 5 else 0x10  # 0x10: no matching subscribers
 
-    def on_subscribe(self, session: MqttSession, sub: Subscription, subscription_id: int | None) -> int:
+    def on_subscribe(self, session: SessionLike, sub: Subscription, subscription_id: int | None) -> int:
         p = session.principal
         assert p is not None and session.client_id is not None
         tenant = p.tenant_id
@@ -101,7 +97,7 @@ class Broker(Dialect):
             self._send_retained(session, tenant, plain, sub, subscription_id)
         return sub.qos
 
-    def on_unsubscribe(self, session: MqttSession, topic_filter: str) -> int:
+    def on_unsubscribe(self, session: SessionLike, topic_filter: str) -> int:
         p = session.principal
         assert p is not None and session.client_id is not None
         trie = self.tries.get(p.tenant_id)
@@ -212,7 +208,7 @@ class Broker(Dialect):
         store[topic] = Retained(payload, qos, properties, expires_at)
 
     def _send_retained(
-        self, session: MqttSession, tenant: str, topic_filter: str, sub: Subscription, sub_id: int | None
+        self, session: SessionLike, tenant: str, topic_filter: str, sub: Subscription, sub_id: int | None
     ) -> None:
         store = self.retained.get(tenant)
         if not store:

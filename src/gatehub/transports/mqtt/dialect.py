@@ -9,22 +9,33 @@ awaitable that resolves to one (typically: after the ingest writer committed the
 None for QoS 0. Acks leave in the order the PUBLISH packets came, whatever order the awaitables
 finish in. A dialect that needs async work per message (a database lookup) keeps per-session
 order with ``session.serial(coro)``.
+
+A dialect is generic in the session class it is handed (``S``, bound to
+:class:`~gatehub.transports.mqtt.contracts.SessionLike`): a subclass that names none gets the
+hub's own sessions and annotates them as it likes (``MqttSession``); the plain broker takes any
+``SessionLike``. This module does not import the session or the hub (see ``contracts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Generic
 
 from gatehub.protocols.mqtt import Publish, Subscription
+from gatehub.transports.mqtt.contracts import AckResult, SessionLike
 
-if TYPE_CHECKING:
-    from gatehub.transports.mqtt.session import MqttSession
+__all__ = ["AckResult", "Dialect", "DialectRouter"]
 
-AckResult = Union[int, Awaitable[int], None]  # noqa: UP007 - Awaitable in a runtime alias
+if TYPE_CHECKING:  # a default for the type parameter (PEP 696): typing has it from 3.13 only
+    from typing_extensions import TypeVar
+
+    S = TypeVar("S", bound=SessionLike, contravariant=True, default=Any)
+else:
+    from typing import TypeVar
+
+    S = TypeVar("S", bound=SessionLike, contravariant=True)
 
 
-class Dialect:
+class Dialect(Generic[S]):
     """Base class: override what the dialect needs. Prefixes are matched in registration order."""
 
     name = "dialect"
@@ -39,21 +50,21 @@ class Dialect:
     def claims(self, topic: str) -> bool:
         return topic.startswith(self.prefixes)
 
-    async def on_connect(self, session: MqttSession) -> None:
+    async def on_connect(self, session: S) -> None:
         """The session was accepted (after takeover and resume). Auto-subscriptions, pushes of
         what waited for the device, presence: the session may already receive messages."""
 
-    def on_publish(self, session: MqttSession, packet: Publish) -> AckResult:
+    def on_publish(self, session: S, packet: Publish) -> AckResult:
         return 0x87 if packet.qos else None  # not authorized, by default
 
-    def on_subscribe(self, session: MqttSession, sub: Subscription, subscription_id: int | None) -> int:
+    def on_subscribe(self, session: S, sub: Subscription, subscription_id: int | None) -> int:
         """Granted QoS (0-2) or a failure reason code (>= 0x80)."""
         return 0x87
 
-    def on_unsubscribe(self, session: MqttSession, topic_filter: str) -> int:
+    def on_unsubscribe(self, session: S, topic_filter: str) -> int:
         return 0x11  # no subscription existed
 
-    async def on_disconnect(self, session: MqttSession, *, taken_over: bool) -> None:
+    async def on_disconnect(self, session: S, *, taken_over: bool) -> None:
         """The session's connection ended (``taken_over``: a new connection with the same client
         id replaced it, so presence must not go offline)."""
 

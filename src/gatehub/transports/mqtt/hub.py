@@ -4,9 +4,12 @@
   (``mqtts_port``, contexts from the hub CA, CRL-checked, revocations apply to new handshakes at
   once), and MQTT over WebSocket (``mqtt_ws_port``, off by default; see ``websocket.py``).
   Each can be stopped and started at runtime.
-- Sessions are keyed by (tenant, client id). A second connection with the same key takes over:
-  the first gets DISCONNECT 0x8E (MQTT 5) and is closed. Session state (unacknowledged and
-  queued QoS 1/2 messages) outlives a connection for its session expiry interval.
+- Sessions are keyed by (tenant, client id), and by device for a device principal, in the
+  node's session directory (:class:`~gatehub.services.presence.SessionDirectory`, the one place
+  that says which session serves a client or a device). A second connection with the same key
+  takes over: the first gets DISCONNECT 0x8E (MQTT 5) and is closed. Session state
+  (unacknowledged and queued QoS 1/2 messages) outlives a connection for its session expiry
+  interval.
 - A device principal's session makes the device online; its end makes it offline, and a
   gateway's sub-devices offline-because-gateway-offline (unless a newer session took over).
 - Revocation: a blacklist change on the bus closes sessions authenticated by a now-revoked
@@ -21,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gatehub.bus import Bus
 from gatehub.config import Settings
@@ -31,16 +35,43 @@ from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols.mqtt import OutboundMessage, SendResult, ServerOptions, SessionState
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gatehub.services.presence import SessionDirectory, SessionEntry, SessionHandle
 from gatehub.store import IngestWriter, Store
 from gatehub.transports.mqtt.alink_auth import AlinkSignatureAuth
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
+from gatehub.transports.mqtt.contracts import SessionKey
 from gatehub.transports.mqtt.dialect import Dialect, DialectRouter
 from gatehub.transports.mqtt.session import MqttSession
 from gatehub.transports.mqtt.websocket import WebSocketListener, start_websocket_listener
 
+__all__ = ["MqttHub", "SessionKey", "StoredSession"]
+
 log = logging.getLogger(__name__)
 
-SessionKey = tuple[str, str]  # (tenant id, client id)
+TRANSPORT = "mqtt"  # this hub's name for its sessions in the session directory
+K = TypeVar("K", bound=Hashable)
+
+
+class SessionsView(Mapping[K, MqttSession]):
+    """A read-only view of one index of the session directory: the MQTT sessions in it."""
+
+    __slots__ = ("_index", "_size")
+
+    def __init__(self, index: Mapping[K, SessionEntry], size: Callable[[], int] | None = None) -> None:
+        self._index = index
+        self._size = size
+
+    def __getitem__(self, key: K) -> MqttSession:
+        handle = self._index[key].handle
+        if isinstance(handle, MqttSession):
+            return handle
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[K]:
+        return (k for k, e in list(self._index.items()) if isinstance(e.handle, MqttSession))
+
+    def __len__(self) -> int:
+        return self._size() if self._size is not None else sum(1 for _ in self)
 
 
 @dataclass(slots=True)
@@ -60,6 +91,7 @@ class MqttHub:
         bus: Bus,
         pki: TlsContextProvider | None,
         broker: Dialect,
+        presence: SessionDirectory,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,10 +116,12 @@ class MqttHub:
         )
         self.router = DialectRouter(broker)
         self.broker = broker
+        self.presence = presence
         self.connections: set[MqttSession] = set()
-        self.live: dict[SessionKey, MqttSession] = {}
+        # the live sessions, by client and by device: views of the directory, for the dialects
+        self.live: Mapping[SessionKey, MqttSession] = SessionsView(presence.clients, lambda: presence.count(TRANSPORT))
+        self.by_device: Mapping[str, MqttSession] = SessionsView(presence.devices)
         self.stored: dict[SessionKey, StoredSession] = {}
-        self.by_device: dict[str, MqttSession] = {}
         self.wills: dict[SessionKey, asyncio.TimerHandle] = {}
         self.listeners: dict[str, asyncio.Server | TlsServer | WebSocketListener] = {}
         self.ports: dict[str, int] = {}
@@ -182,13 +216,13 @@ class MqttHub:
         connect = session.connect
         assert p is not None and connect is not None and session.client_id is not None
         key = (p.tenant_id, session.client_id)
-        old = self.live.get(key)
+        old = self._session(key)
         state: SessionState | None = None
         if old is not None and old is not session:
             old.taken_over = True
             state = old.conn.session
             old.disconnect(0x8E, "session taken over")
-            self._drop_live(old)
+            self.presence.unbind(old)
         stored = self.stored.pop(key, None)
         if stored is not None:
             if stored.expiry is not None:
@@ -204,13 +238,18 @@ class MqttHub:
         if session.closed:
             return
         session.conn.accept(session=state)
-        self.live[key] = session
+        displaced = self.presence.bind(
+            session, tenant_id=p.tenant_id, client_id=session.client_id, device_id=p.device_id, transport=TRANSPORT
+        )
+        # the client key was freed above (no await since); the device may still be served by
+        # another connection (another client id)
+        for prev, why in (
+            (displaced.client, "session taken over"),
+            (displaced.device, "another connection took over this device"),
+        ):
+            if prev is not None and not prev.closed:
+                self._take_over(prev, why)
         if p.device_id is not None:
-            prev = self.by_device.get(p.device_id)
-            if prev is not None and prev is not session and not prev.closed:
-                prev.taken_over = True
-                prev.disconnect(0x8E, "another connection took over this device")
-            self.by_device[p.device_id] = session
             address = session.peer.rsplit(":", 1)[0].strip("[]") if session.peer else None
             await self.store.devices.set_presence(p.tenant_id, p.device_id, Presence.ONLINE, address=address)
         session._flush()
@@ -220,15 +259,17 @@ class MqttHub:
             except Exception:
                 log.exception("%s.on_connect failed for %s", d.name, session.client_id)
 
-    def _drop_live(self, session: MqttSession) -> None:
-        p = session.principal
-        if p is None or session.client_id is None:
-            return
-        key = (p.tenant_id, session.client_id)
-        if self.live.get(key) is session:
-            del self.live[key]
-        if p.device_id is not None and self.by_device.get(p.device_id) is session:
-            del self.by_device[p.device_id]
+    @staticmethod
+    def _take_over(prev: SessionHandle, why: str) -> None:
+        if isinstance(prev, MqttSession):
+            prev.taken_over = True
+            prev.disconnect(0x8E, why)
+        else:  # another transport's session (none registers yet)
+            prev.evict(why)
+
+    def _session(self, key: SessionKey) -> MqttSession | None:
+        s = self.presence.local_client(*key)
+        return s if isinstance(s, MqttSession) else None
 
     def connection_closed(self, session: MqttSession) -> None:
         self.connections.discard(session)
@@ -236,8 +277,8 @@ class MqttHub:
         if p is None or session.client_id is None:
             return
         key = (p.tenant_id, session.client_id)
-        was_device_session = p.device_id is not None and self.by_device.get(p.device_id) is session
-        self._drop_live(session)
+        was_device_session = p.device_id is not None and self.presence.local_device(p.device_id) is session
+        self.presence.unbind(session)
         taken_over = session.taken_over
         state = session.conn.session
         if not taken_over and state is not None:
@@ -268,7 +309,7 @@ class MqttHub:
             except Exception:
                 log.exception("%s.on_disconnect failed for %s", d.name, session.client_id)
         gone = was_device_session and not session.taken_over and p.device_id is not None
-        if gone and p.device_id is not None and self.by_device.get(p.device_id) is None:
+        if gone and p.device_id is not None and self.presence.local_device(p.device_id) is None:
             try:
                 await self.store.devices.set_presence(p.tenant_id, p.device_id, Presence.OFFLINE)
             except Exception:
@@ -296,8 +337,8 @@ class MqttHub:
 
     # delivery ---------------------------------------------------------------------------------
     def session_for_device(self, device_id: str) -> MqttSession | None:
-        s = self.by_device.get(device_id)
-        return None if s is None or s.closed else s
+        s = self.presence.local_device(device_id)
+        return s if isinstance(s, MqttSession) and not s.closed else None
 
     def publish_to_device(
         self, device_id: str, topic: str, payload: bytes, qos: int = 1, **kw: Any
@@ -322,7 +363,7 @@ class MqttHub:
     ) -> SendResult:
         """Deliver to a client session, live or stored (QoS 1/2 wait in a stored session).
         ``expires_at``: the message's Message Expiry deadline (:func:`time.monotonic`), 0.0 for none."""
-        s = self.live.get(key)
+        s = self._session(key)
         if s is not None and not s.closed:
             return s.send(
                 topic,
@@ -352,4 +393,8 @@ class MqttHub:
                     s.disconnect(0x87, "certificate revoked")
 
     def stats(self) -> dict[str, int]:
-        return {"connections": len(self.connections), "sessions": len(self.live), "stored_sessions": len(self.stored)}
+        return {
+            "connections": len(self.connections),
+            "sessions": self.presence.count(TRANSPORT),
+            "stored_sessions": len(self.stored),
+        }

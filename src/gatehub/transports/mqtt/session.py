@@ -33,7 +33,7 @@ from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.transports.mqtt.auth import AuthRequest, MqttPrincipal
 
 if TYPE_CHECKING:
-    from gatehub.transports.mqtt.hub import MqttHub
+    from gatehub.transports.mqtt.contracts import SessionHost
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class MqttSession(asyncio.Protocol):
         "will_sent",
     )
 
-    def __init__(self, hub: MqttHub, listener: str) -> None:
+    def __init__(self, hub: SessionHost[MqttSession], listener: str) -> None:
         self.hub = hub
         self.listener = listener
         self.conn = ServerConnection(hub.server_options)
@@ -375,6 +375,11 @@ class MqttSession(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def evict(self, reason: str) -> None:
+        """Ended by the server's operator (the session directory's handle): DISCONNECT 0x98
+        (administrative action) on MQTT 5, then close."""
+        self.disconnect(0x98, reason)
 
     def serial(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         """Run ``coro`` after every coroutine queued before it on this session (per-session order)."""

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from gatehub.transports.mqtt.session import MqttSession
 
 if TYPE_CHECKING:
-    from gatehub.transports.mqtt.hub import MqttHub
+    from gatehub.transports.mqtt.contracts import SessionHost
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class WebSocketListener:
         await self.server.server.wait_closed()
 
 
-async def start_websocket_listener(hub: MqttHub, host: str, port: int) -> WebSocketListener:
+async def start_websocket_listener(hub: SessionHost[MqttSession], host: str, port: int) -> WebSocketListener:
     async def handler(ws: ServerConnection) -> None:
         if ws.subprotocol not in SUBPROTOCOLS:
             await ws.close(1002, "subprotocol mqtt required")
@@ -160,7 +160,7 @@ async def start_websocket_listener(hub: MqttHub, host: str, port: int) -> WebSoc
         port,
         subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
         compression=None,
-        max_size=hub.settings.mqtt_max_packet_size + 16,
+        max_size=hub.server_options.max_packet_size + 16,  # the hub's mqtt_max_packet_size
         ping_interval=None,  # MQTT keep alive does this job
         reuse_address=True,
     )
