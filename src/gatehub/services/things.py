@@ -51,7 +51,8 @@ class ThingModels:
     def __init__(self, store: Store, bus: Bus) -> None:
         self.store = store
         self.bus = bus
-        self._models: dict[str, ThingModel] = {}
+        self._models: dict[str, tuple[str | None, ThingModel]] = {}  # product -> (its tenant, model)
+        self._malformed: set[str] = set()  # products whose model was refused (warned once)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -65,16 +66,23 @@ class ThingModels:
             self._task = None
 
     async def get(self, tenant_id: str | None, product_id: str) -> ThingModel:
-        """The compiled model of a product; NotFound for an unknown product (of ``tenant_id``),
-        ThingModelError for a malformed model."""
-        m = self._models.get(product_id)
-        if m is None:
-            prod = await self.store.catalog.get_product(tenant_id, product_id)
-            m = compile_thing_model(prod.thing_model)
-            if len(self._models) >= _CACHE_MAX:
-                self._models.clear()
-            self._models[product_id] = m
+        """The compiled model of a product; NotFound for an unknown product (of ``tenant_id``,
+        when given), ThingModelError for a malformed model."""
+        hit = self._models.get(product_id)
+        if hit is not None:
+            owner, m = hit
+            if tenant_id is None or owner == tenant_id:
+                return m
+            raise NotFound(f"product {product_id} not found")
+        prod = await self.store.catalog.get_product(tenant_id, product_id)
+        m = compile_thing_model(prod.thing_model)
+        self._keep(product_id, prod.tenant_id, m)
         return m
+
+    def _keep(self, product_id: str, tenant_id: str | None, model: ThingModel) -> None:
+        if len(self._models) >= _CACHE_MAX:
+            self._models.clear()
+        self._models[product_id] = (tenant_id, model)
 
     async def lenient(self, product_id: str) -> ThingModel:
         """The model, or the empty one (nothing is checked) for an unknown product or a malformed
@@ -86,17 +94,20 @@ class ThingModels:
         except GatehubError as exc:
             if isinstance(exc, StorageError):
                 raise
-            log.warning("product %s has a malformed thing model (%s); not validating against it", product_id, exc)
-            if len(self._models) >= _CACHE_MAX:
-                self._models.clear()
-            self._models[product_id] = EMPTY
+            if product_id not in self._malformed:
+                log.warning("product %s has a malformed thing model (%s); not validating against it", product_id, exc)
+                if len(self._malformed) >= _CACHE_MAX:
+                    self._malformed.clear()
+                self._malformed.add(product_id)
             return EMPTY
 
     def forget(self, product_id: str | None = None) -> None:
         if product_id is None:
             self._models.clear()
+            self._malformed.clear()
         else:
             self._models.pop(product_id, None)
+            self._malformed.discard(product_id)
 
     async def _watch(self) -> None:
         while True:
