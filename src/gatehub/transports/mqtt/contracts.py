@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from gatehub.pki import CertificateAuthority
     from gatehub.protocols.mqtt import Connect, Publish, SendResult, ServerConnection, ServerOptions, Subscription
     from gatehub.protocols.mqtt.properties import Properties
-    from gatehub.store import IngestWriter, Store
+    from gatehub.services.ingest import Ingest
+    from gatehub.store import Store
     from gatehub.transports.mqtt.auth import AuthRequest, AuthResult, MqttPrincipal
 
 __all__ = [
@@ -106,7 +107,7 @@ class HubLike(Protocol):
     @property
     def store(self) -> Store: ...
     @property
-    def writer(self) -> IngestWriter: ...
+    def ingest(self) -> Ingest: ...
     @property
     def bus(self) -> Bus: ...
     @property

@@ -35,8 +35,9 @@ from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols.mqtt import OutboundMessage, SendResult, ServerOptions, SessionState
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gatehub.services.ingest import Ingest
 from gatehub.services.presence import SessionDirectory, SessionEntry, SessionHandle
-from gatehub.store import IngestWriter, Store
+from gatehub.store import Store
 from gatehub.transports.mqtt.alink_auth import AlinkSignatureAuth
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
 from gatehub.transports.mqtt.contracts import SessionKey
@@ -87,7 +88,7 @@ class MqttHub:
         self,
         settings: Settings,
         store: Store,
-        writer: IngestWriter,
+        ingest: Ingest,
         bus: Bus,
         pki: TlsContextProvider | None,
         broker: Dialect,
@@ -95,7 +96,7 @@ class MqttHub:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.writer = writer
+        self.ingest = ingest  # the one commit path (the dialects commit through it)
         self.bus = bus
         self.pki = pki
         self.ca: CertificateAuthority | None = pki.ca if pki is not None else None
