@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,7 +44,26 @@ class Settings(BaseSettings):
         1000, ge=1, le=65535, description="QoS 1/2 messages a client may have unacknowledged"
     )
     mqtt_max_queued_messages: int = Field(
-        10000, ge=1, description="Messages queued per session for an offline or slow client"
+        1000, ge=1, description="Messages queued per session for an offline or slow client"
+    )
+    mqtt_max_queued_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Bytes (payloads and topics) queued per session, at most"
+    )
+    mqtt_queue_overflow: Literal["disconnect", "drop_oldest", "drop_newest"] = Field(
+        "disconnect",
+        description="A connected session's queue at a bound: disconnect it (0x97), drop its oldest or the new message",
+    )
+    mqtt_max_inflight: int = Field(
+        20,
+        ge=1,
+        le=65535,
+        description="QoS 1/2 messages in flight to a 3.1.1 client or an MQTT 5 one without Receive Maximum",
+    )
+    mqtt_max_connect_size: int = Field(
+        64 * 1024, ge=1024, description="Largest CONNECT (and any packet before it is accepted)"
+    )
+    mqtt_preauth_buffer_limit: int = Field(
+        16 * 1024 * 1024, ge=64 * 1024, description="Bytes a listener's unauthenticated connections may hold in all"
     )
     mqtt_max_session_expiry: int | None = Field(None, ge=0, description="Cap on a client's session expiry interval (s)")
     mqtt_anonymous_tenant: str | None = Field(

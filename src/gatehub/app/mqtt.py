@@ -37,5 +37,15 @@ async def build_mqtt(parts: Parts) -> Component | None:
         gatehub_mqtt_sessions=lambda: len(hub.live),
         gatehub_tb_rate_limited=lambda: tb.limits.refused,
         gatehub_alink_subdevices_logged_in=lambda: len(alink.via),
+        # towards clients: dropped by QoS (QoS 0 to a slow reader, QoS 1/2 at a session queue's
+        # bound), what waits in session queues, and the unauthenticated connections' budget
+        gatehub_mqtt_dropped_qos0=lambda: hub.queue_stats.dropped[0],
+        gatehub_mqtt_dropped_qos1=lambda: hub.queue_stats.dropped[1],
+        gatehub_mqtt_dropped_qos2=lambda: hub.queue_stats.dropped[2],
+        gatehub_mqtt_queued_messages=lambda: hub.queue_totals()[0],
+        gatehub_mqtt_queued_bytes=lambda: hub.queue_totals()[1],
+        gatehub_mqtt_inflight_messages=lambda: hub.queue_totals()[2],
+        gatehub_mqtt_preauth_bytes=lambda: sum(b.total for b in hub.preauth.values()),
+        gatehub_mqtt_preauth_closed=lambda: sum(b.evicted for b in hub.preauth.values()),
     )
     return Started(hub, parts, lambda: {f"mqtt_{name}": port for name, port in hub.ports.items()})

@@ -70,7 +70,7 @@ from .packets import (
 )
 from .properties import EMPTY_PROPERTIES, Properties, PropertyId
 from .reason_codes import MQTT_5, MQTT_311, ConnackReturnCode, PacketType, ReasonCode
-from .session import OutboundMessage, SendResult, SessionState
+from .session import OutboundMessage, QueueStats, SendResult, SessionState
 from .state import State
 from .topics import (
     is_valid_topic_filter,
@@ -114,6 +114,7 @@ __all__ = [
     "PubRelPacket",
     "Publish",
     "PublishPacket",
+    "QueueStats",
     "ReasonCode",
     "SendResult",
     "ServerConnection",

@@ -86,6 +86,7 @@ class ServerConnection(OutboundMixin):
         "_inbound_order",
         "_keepalive",
         "_out",
+        "_output_paused",
         "_problem_info",
         "_subacks",
         "_unsubacks",
@@ -104,14 +105,18 @@ class ServerConnection(OutboundMixin):
         self.client_id: str | None = None
         self.connect: Connect | None = None
         self.session: SessionState | None = None
-        self._decoder = Decoder(max_packet_size=options.max_packet_size)
+        # until the CONNECT is accepted: only a CONNECT first, and no packet above max_connect_size
+        self._decoder = Decoder(
+            max_packet_size=min(options.max_connect_size, options.max_packet_size), first_connect=True
+        )
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self._keepalive = 0
         self._auth_method: str | None = None
         self._problem_info = True
         self._connect_expiry = 0
-        self._client_receive_max = 65535
+        self._client_receive_max = options.max_inflight  # the send window: set from the CONNECT
+        self._output_paused = False
         self._client_max_packet = MAX_PACKET_SIZE
         self._alias_out_max = 0
         self._alias_out: OrderedDict[str, int] = OrderedDict()
@@ -140,6 +145,11 @@ class ServerConnection(OutboundMixin):
         """The peer closed the connection (without DISCONNECT: the will is to be published)."""
         self.state = State.CLOSED
 
+    @property
+    def has_events(self) -> bool:
+        """True if :meth:`events_received` has something."""
+        return bool(self._events)
+
     def events_received(self) -> list[Event]:
         events = self._events
         self._events = []
@@ -165,6 +175,21 @@ class ServerConnection(OutboundMixin):
         elif self.state is not State.CLOSED:  # no CONNACK yet: there is no packet to say it with
             self.state = State.CLOSED
             self._events.append(ProtocolViolation(0x8D, "keep alive timeout"))
+
+    def pause_output(self) -> None:
+        """The transport's write buffer is full: QoS 1/2 messages wait in the session queue
+        (within its bounds) instead of being written, whatever room the window has."""
+        self._output_paused = True
+
+    def resume_output(self) -> None:
+        """The transport can take more: queued messages move into the window again."""
+        if self._output_paused:
+            self._output_paused = False
+            self._pump()
+
+    def discard_input(self) -> None:
+        """Drop every byte received and not processed (the transport is closing the connection)."""
+        self._decoder.clear()
 
     @property
     def buffered(self) -> int:
@@ -262,13 +287,16 @@ class ServerConnection(OutboundMixin):
             assigned = True
         if version == MQTT_5:
             expiry = props.session_expiry_interval or 0
-            self._client_receive_max = props.receive_maximum or 65535
+            # the client's Receive Maximum is honoured; without one (the spec's default is
+            # 65535) the server's window applies, as for 3.1.1 (fewer is always allowed)
+            self._client_receive_max = props.receive_maximum or options.max_inflight
             self._client_max_packet = props.maximum_packet_size or MAX_PACKET_SIZE
             self._alias_out_max = min(props.topic_alias_maximum or 0, options.outbound_topic_alias_maximum)
             self._problem_info = props.request_problem_information != 0
             self._auth_method = props.authentication_method
         else:
             expiry = 0 if packet.clean_start else SESSION_NEVER_EXPIRES
+            self._client_receive_max = options.max_inflight
         self._connect_expiry = expiry
         self._keepalive = packet.keepalive
         self.client_id = client_id
@@ -282,7 +310,7 @@ class ServerConnection(OutboundMixin):
             password=packet.password,
             will=will,
             session_expiry_interval=expiry,
-            receive_maximum=self._client_receive_max,
+            receive_maximum=props.receive_maximum or 65535,
             maximum_packet_size=props.maximum_packet_size,
             topic_alias_maximum=props.topic_alias_maximum or 0,
             request_response_information=bool(props.request_response_information),
@@ -414,6 +442,9 @@ class ServerConnection(OutboundMixin):
         self.state = State.CLOSED
         self._events.append(ProtocolViolation(code, message))
 
+    def _closed_by_server(self) -> None:
+        self.state = State.CLOSED
+
     def _refuse_version(self, exc: UnsupportedProtocolVersion) -> None:
         if exc.protocol_level > MQTT_5:
             self._send(ConnackPacket(False, 0x84), MQTT_5)
@@ -451,7 +482,7 @@ class ServerConnection(OutboundMixin):
         if session_expiry_interval is not None:
             expiry = session_expiry_interval
         if session is None:
-            session = SessionState(self.client_id, expiry, options.max_queued_messages)
+            session = options.new_session(self.client_id, expiry)
             present = False
         else:
             if connect.clean_start:
@@ -476,6 +507,7 @@ class ServerConnection(OutboundMixin):
             )
         self._send(ConnackPacket(present, 0, props))
         self.state = State.CONNECTED
+        self._decoder.max_packet_size = options.max_packet_size
         self._resend_inflight()
         self._pump()
         self._process()

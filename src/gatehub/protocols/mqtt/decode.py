@@ -81,6 +81,17 @@ def _done(pos: int, end: int) -> None:
         raise malformed("unexpected bytes at the end of the packet")
 
 
+def _check_response_topic(props: Properties) -> None:
+    """MQTT 5 3.3.2.3.5 [MQTT-3.3.2-14]: "The Response Topic MUST NOT contain wildcard
+    characters". The packet parses (it is not Malformed); its data is not allowed by the protocol,
+    which is what 1.2 calls a Protocol Error: DISCONNECT 0x82. (0x90 Topic Name invalid is about
+    the Topic Name field, "correctly formed, but not accepted".) Applies to a will's Response
+    Topic too (3.1.3.2.5: it is used as the Topic Name of the response)."""
+    topic = props.response_topic
+    if topic is not None and ("+" in topic or "#" in topic):
+        raise protocol_error(f"response topic {topic!r} contains a wildcard")
+
+
 def decode_connect(flags: int, buf: bytes, pos: int, end: int, version: int) -> ConnectPacket:
     name, pos = read_str(buf, pos, end)
     if pos + 4 > end:
@@ -116,6 +127,7 @@ def decode_connect(flags: int, buf: bytes, pos: int, end: int, version: int) -> 
         will_props = EMPTY_PROPERTIES
         if v5:
             will_props, pos = decode_properties(buf, pos, end, WILL)
+            _check_response_topic(will_props)
         topic, pos = read_str(buf, pos, end)
         if not topic or "+" in topic or "#" in topic:
             raise protocol_error(f"invalid will topic {topic!r}", 0x90)
@@ -182,6 +194,7 @@ def decode_publish(flags: int, buf: bytes, pos: int, end: int, version: int) -> 
             pos += 1
         else:
             props, pos = decode_properties(buf, pos, end, PacketType.PUBLISH)
+            _check_response_topic(props)
         if not topic and props.topic_alias is None:
             raise protocol_error("empty topic name without a topic alias")
     elif not topic:
@@ -385,6 +398,16 @@ def decode_body(first_byte: int, buf: bytes, pos: int, end: int, version: int) -
     return decode_publish(flags, buf, pos, end, version)
 
 
+def _not_connect(first_byte: int) -> Exception:
+    ptype = first_byte >> 4
+    if ptype == 1:
+        return malformed("invalid fixed header flags for CONNECT")
+    name = PacketType(ptype).name if ptype else "reserved packet type 0"
+    # MQTT 5 3.1 / 3.1.1 3.1: the first packet from the client MUST be CONNECT; the server closes
+    # the connection without a CONNACK (there is no CONNECT to answer)
+    return protocol_error(f"{name} before CONNECT")
+
+
 def decode_packet(data: bytes, version: int = MQTT_311) -> Packet:
     """Decode exactly one whole packet (a convenience for tests and tools)."""
     decoder = Decoder(version=version)
@@ -396,13 +419,24 @@ def decode_packet(data: bytes, version: int = MQTT_311) -> Packet:
 
 
 class Decoder:
-    """Incremental decoder. ``version`` is learnt from the first CONNECT when not given."""
+    """Incremental decoder. ``version`` is learnt from the first CONNECT when not given.
 
-    __slots__ = ("_buf", "_chunks", "_chunks_len", "_need", "_pos", "max_packet_size", "version")
+    ``first_connect`` (a server's decoder): the first packet must be a CONNECT. Any other type is
+    refused (0x82) as soon as its first byte is here, before its body is buffered; together with
+    a small ``max_packet_size`` until the CONNECT is accepted (the caller raises it then) a client
+    that has not authenticated can make the decoder hold at most that many bytes plus one read.
+    Both checks run only on the path that waits for more bytes or has no version yet, so the
+    decoding of whole packets after CONNECT costs nothing more.
+    """
 
-    def __init__(self, *, version: int | None = None, max_packet_size: int = MAX_PACKET_SIZE) -> None:
+    __slots__ = ("_buf", "_chunks", "_chunks_len", "_need", "_pos", "first_connect", "max_packet_size", "version")
+
+    def __init__(
+        self, *, version: int | None = None, max_packet_size: int = MAX_PACKET_SIZE, first_connect: bool = False
+    ) -> None:
         self.version = version
         self.max_packet_size = max_packet_size
+        self.first_connect = first_connect
         self._buf = b""
         self._pos = 0
         self._chunks: list[bytes] = []
@@ -474,8 +508,15 @@ class Decoder:
                     break
         total = header + length
         if total > self.max_packet_size:
+            if self.version is None:
+                if buf[pos] == 0x10:  # so that a CONNACK 0x95 can say why
+                    self._learn_version(buf, pos, header, min(pos + total, len(buf)))
+                elif self.first_connect:
+                    raise _not_connect(buf[pos])
             raise protocol_error(f"packet of {total} bytes exceeds the maximum packet size", 0x95)
         if avail < total:
+            if self.version is None and self.first_connect and buf[pos] != 0x10:
+                raise _not_connect(buf[pos])
             self._need = total
             if not self._fill():
                 return None
@@ -492,16 +533,30 @@ class Decoder:
             if first == 0x10:
                 # Learn the level before decoding the rest, so that an error in this CONNECT
                 # can still be answered with a CONNACK of the client's version.
-                at = pos + header + 2
-                if at <= end:
-                    at += buf[at - 2] << 8 | buf[at - 1]
-                    if at < end and buf[at] in (MQTT_311, MQTT_5):
-                        self.version = buf[at]
+                self._learn_version(buf, pos, header, end)
+            elif self.first_connect:
+                raise _not_connect(first)
             return decode_body(first, buf, pos + header, end, MQTT_311)
         first = buf[pos]
         if first >> 4 == 3:
             return decode_publish(first & 0x0F, buf, pos + header, end, version)
         return decode_body(first, buf, pos + header, end, version)
+
+    def _learn_version(self, buf: bytes, pos: int, header: int, end: int) -> None:
+        """The protocol level of the CONNECT at ``buf[pos]``, if its variable header is in ``buf[:end]``."""
+        at = pos + header + 2
+        if at <= end:
+            at += buf[at - 2] << 8 | buf[at - 1]
+            if at < end and buf[at] in (MQTT_311, MQTT_5):
+                self.version = buf[at]
+
+    def clear(self) -> None:
+        """Forget every byte received and not decoded (the connection is being closed)."""
+        self._buf = b""
+        self._pos = 0
+        self._chunks.clear()
+        self._chunks_len = 0
+        self._need = 2
 
     def __iter__(self) -> Decoder:
         return self

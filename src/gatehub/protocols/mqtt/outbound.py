@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 
 from gatehub.errors import LocalProtocolError
 
@@ -28,12 +29,18 @@ from .reason_codes import MQTT_5
 from .session import OutboundMessage, SendResult, SessionState
 from .state import State
 
+if TYPE_CHECKING:
+    from .options import ServerOptions
+
 _STRIP_ON_PUBLISH = (PropertyId.TOPIC_ALIAS, PropertyId.SUBSCRIPTION_IDENTIFIER)
 # packets that may carry reason strings / user properties even if the client asked not to
 _ALWAYS_INFORM = (ConnackPacket, DisconnectPacket, PublishPacket)
 _PLAIN_ACK = {1: b"\x40\x02", 2: b"\x50\x02"}
 #: reason code of the PubAckReceived reported for a queued message that expired before it went
 EXPIRED_REASON = 0x80
+#: reason code of the PubAckReceived reported for a queued message dropped at the queue's bound
+#: (drop_oldest), and of the DISCONNECT that ends a session at it (disconnect): Quota exceeded
+QUOTA_EXCEEDED = 0x97
 
 
 def remaining_expiry(props: Properties, expires_at: float, now: float | None = None) -> Properties | None:
@@ -51,7 +58,9 @@ class OutboundMixin:
     __slots__ = ()
 
     version: int | None
+    options: ServerOptions
     session: SessionState | None
+    _output_paused: bool
     _out: list[bytes]
     _events: list[Event]
     _client_receive_max: int
@@ -141,9 +150,41 @@ class OutboundMixin:
         msg = OutboundMessage(topic, payload, qos, retain, properties, subscription_identifiers, token)
         if expires_at:
             msg.expires_at = expires_at
-        if session.queue or len(session.inflight) >= self._client_receive_max:
-            return SendResult.QUEUED if session.enqueue(msg) else SendResult.DROPPED_QUEUE_FULL
+        if session.queue or len(session.inflight) >= self._client_receive_max or self._output_paused:
+            return self._enqueue(session, msg)
         return self._transmit(msg)
+
+    def _enqueue(self, session: SessionState, msg: OutboundMessage) -> SendResult:
+        """Queue behind the window; at the queue's bound the overflow policy decides."""
+        if not session.full_for(msg):
+            session.enqueue(msg)
+            return SendResult.QUEUED
+        if session.drop_oldest:
+            evicted: list[OutboundMessage] = []
+            session.enqueue(msg, evicted)
+            for old in evicted:
+                if old.token is not None:  # whoever waits for its acknowledgement hears it
+                    self._events.append(PubAckReceived(0, QUOTA_EXCEEDED, old))
+            return SendResult.QUEUED
+        if self.options.queue_overflow != "disconnect":  # drop_newest
+            session.count_dropped(msg)
+            return SendResult.DROPPED_QUEUE_FULL
+        # disconnect: the message is refused and the connection ends (DISCONNECT 0x97 on MQTT 5).
+        # A session that ends with its connection loses what it holds: counted as dropped too.
+        session.count_dropped(msg)
+        if not session.session_expiry_interval:
+            for old in (*session.inflight.values(), *session.queue):
+                session.count_dropped(old)
+            session.inflight.clear()
+            session.queue.clear()
+            session.queued_bytes = 0
+        if self.version == MQTT_5:
+            self._send(DisconnectPacket(QUOTA_EXCEEDED, Properties(reason_string="session queue full")))
+        self._closed_by_server()
+        return SendResult.DROPPED_QUEUE_FULL
+
+    def _closed_by_server(self) -> None:
+        raise NotImplementedError
 
     def _transmit(self, msg: OutboundMessage) -> SendResult:
         session = self.session
@@ -179,8 +220,8 @@ class OutboundMixin:
         if session is None or self.state is not State.CONNECTED:
             return
         queue = session.queue
-        while queue and len(session.inflight) < self._client_receive_max:
-            msg = queue.popleft()
+        while queue and len(session.inflight) < self._client_receive_max and not self._output_paused:
+            msg = session.dequeue()
             if msg.qos:
                 res = self._transmit(msg)
             else:

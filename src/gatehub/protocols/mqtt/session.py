@@ -17,6 +17,22 @@ from enum import Enum
 from .properties import EMPTY_PROPERTIES, Properties
 
 DEFAULT_MAX_QUEUED = 1000
+DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True, eq=False)
+class QueueStats:
+    """Counters that sessions share (a hub's totals): messages dropped, by QoS.
+
+    QoS 0 is dropped by the transport (a slow reader); QoS 1/2 by a session queue at its bound.
+    """
+
+    dropped: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+
+def message_size(message: OutboundMessage) -> int:
+    """What a queued message counts against a session's byte bound: its payload and topic."""
+    return len(message.payload) + len(message.topic)
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +80,12 @@ class SessionState:
     client_id: str
     session_expiry_interval: int = 0
     max_queued: int = DEFAULT_MAX_QUEUED
+    #: bound of the queue's bytes (payloads and topics); a queue always takes one message
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    #: at the bound: drop the oldest queued message (True) or refuse the new one (False)
+    drop_oldest: bool = False
+    stats: QueueStats | None = None
+    queued_bytes: int = 0
     #: packet id -> message, in the order they were sent
     inflight: dict[int, OutboundMessage] = field(default_factory=dict)
     queue: deque[OutboundMessage] = field(default_factory=deque)
@@ -73,13 +95,41 @@ class SessionState:
     #: messages refused because the queue was full (reported, never silent)
     dropped: int = 0
 
-    def enqueue(self, message: OutboundMessage) -> bool:
-        """Queue a message for later delivery; False (and ``dropped`` + 1) if the queue is full."""
-        if len(self.queue) >= self.max_queued:
-            self.dropped += 1
-            return False
+    def full_for(self, message: OutboundMessage) -> bool:
+        """True if queueing ``message`` would go beyond a bound (count or bytes)."""
+        queue = self.queue
+        return bool(queue) and (
+            len(queue) >= self.max_queued or self.queued_bytes + message_size(message) > self.max_queued_bytes
+        )
+
+    def enqueue(self, message: OutboundMessage, evicted: list[OutboundMessage] | None = None) -> bool:
+        """Queue a message for later delivery, within both bounds. At a bound, with
+        ``drop_oldest`` the oldest queued messages are dropped to make room (appended to
+        ``evicted`` when given), otherwise the new one is refused (False). Every message dropped
+        counts in ``dropped`` (and in ``stats``)."""
+        if self.full_for(message):
+            if not self.drop_oldest:
+                self.count_dropped(message)
+                return False
+            while self.full_for(message):
+                old = self.dequeue()
+                self.count_dropped(old)
+                if evicted is not None:
+                    evicted.append(old)
         self.queue.append(message)
+        self.queued_bytes += message_size(message)
         return True
+
+    def dequeue(self) -> OutboundMessage:
+        """The oldest queued message, taken out of the queue."""
+        message = self.queue.popleft()
+        self.queued_bytes -= message_size(message)
+        return message
+
+    def count_dropped(self, message: OutboundMessage) -> None:
+        self.dropped += 1
+        if self.stats is not None:
+            self.stats.dropped[message.qos] += 1
 
     def allocate_packet_id(self) -> int:
         """A packet id not used by an in-flight message. The caller keeps the window < 65535."""

@@ -13,7 +13,8 @@ of each other: ``contracts <- dialect <- session <- websocket <- hub``, no way b
   on the dialect it picks.
 
 This module imports only lower layers (config, bus, store, pki, the MQTT codec) and
-``auth`` (the principal and the authentication request/result, a leaf of this package); the
+``auth`` (the principal and the authentication request/result, a leaf of this package) and
+``preauth`` (a leaf too); the
 heavy ones only for type checking.
 """
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from gatehub.services.ingest import Ingest
     from gatehub.store import Store
     from gatehub.transports.mqtt.auth import AuthRequest, AuthResult, MqttPrincipal
+    from gatehub.transports.mqtt.preauth import PreauthBudget
 
 __all__ = [
     "AckResult",
@@ -178,6 +180,10 @@ class SessionHost(Protocol[S_contra]):
     def router(self) -> RouterLike[S_contra]: ...
 
     def connection_opened(self, session: S_contra) -> None: ...
+
+    def preauth_budget(self, listener: str) -> PreauthBudget:
+        """The bound of what the listener's unauthenticated connections hold (``preauth.py``)."""
+        ...
 
     def connection_closed(self, session: S_contra) -> None:
         """The connection is gone (the session is ``closed``)."""

@@ -33,7 +33,7 @@ from gatehub.config import Settings
 from gatehub.domain.model import Presence
 from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.pki.tlsgate import TlsServer, serve_tls
-from gatehub.protocols.mqtt import OutboundMessage, SendResult, ServerOptions, SessionState
+from gatehub.protocols.mqtt import OutboundMessage, QueueStats, SendResult, ServerOptions, SessionState
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.services.ingest import Ingest
 from gatehub.services.presence import SessionDirectory, SessionEntry, SessionHandle
@@ -42,6 +42,7 @@ from gatehub.transports.mqtt.alink_auth import AlinkSignatureAuth
 from gatehub.transports.mqtt.auth import AccessTokenAuth, AnonymousAuth, AuthChain, CertificateAuth
 from gatehub.transports.mqtt.contracts import SessionKey
 from gatehub.transports.mqtt.dialect import Dialect, DialectRouter
+from gatehub.transports.mqtt.preauth import PreauthBudget
 from gatehub.transports.mqtt.session import MqttSession
 from gatehub.transports.mqtt.websocket import WebSocketListener, start_websocket_listener
 
@@ -101,12 +102,19 @@ class MqttHub:
         self.pki = pki
         self.ca: CertificateAuthority | None = pki.ca if pki is not None else None
         self.loop = asyncio.get_running_loop()
+        self.queue_stats = QueueStats()  # messages dropped towards clients, by QoS (every session)
         self.server_options = ServerOptions(
             max_packet_size=settings.mqtt_max_packet_size,
             receive_maximum=settings.mqtt_receive_maximum,
             max_queued_messages=settings.mqtt_max_queued_messages,
+            max_queued_bytes=settings.mqtt_max_queued_bytes,
+            queue_overflow=settings.mqtt_queue_overflow,
+            max_inflight=settings.mqtt_max_inflight,
+            max_connect_size=min(settings.mqtt_max_connect_size, settings.mqtt_max_packet_size),
             max_session_expiry_interval=settings.mqtt_max_session_expiry,
+            queue_stats=self.queue_stats,
         )
+        self.preauth: dict[str, PreauthBudget] = {}  # per listener
         self.auth = AuthChain(
             [
                 CertificateAuth(store),
@@ -210,6 +218,22 @@ class MqttHub:
     # connections and sessions -----------------------------------------------------------------
     def connection_opened(self, session: MqttSession) -> None:
         self.connections.add(session)
+
+    def preauth_budget(self, listener: str) -> PreauthBudget:
+        budget = self.preauth.get(listener)
+        if budget is None:
+            budget = self.preauth[listener] = PreauthBudget(self.settings.mqtt_preauth_buffer_limit)
+        return budget
+
+    def queue_totals(self) -> tuple[int, int, int]:
+        """Messages and bytes waiting in session queues (live and stored), and messages in flight."""
+        states = [s.conn.session for s in self.connections if s.conn.session is not None]
+        states += [st.state for st in self.stored.values()]
+        return (
+            sum(len(st.queue) for st in states),
+            sum(st.queued_bytes for st in states),
+            sum(len(st.inflight) for st in states),
+        )
 
     async def session_start(self, session: MqttSession) -> None:
         """Accept an authenticated CONNECT: takeover, resume or new session, then the dialects."""

@@ -31,6 +31,7 @@ from gatehub.protocols.mqtt import (
 )
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gatehub.transports.mqtt.auth import AuthRequest, MqttPrincipal
+from gatehub.transports.mqtt.preauth import PreauthBudget
 
 if TYPE_CHECKING:
     from gatehub.transports.mqtt.contracts import SessionHost
@@ -52,6 +53,7 @@ class MqttSession(asyncio.Protocol):
     __slots__ = (
         "_ack_waiters",
         "_acks",
+        "_budget",
         "_flush_soon",
         "_held",
         "_keepalive_handle",
@@ -81,6 +83,7 @@ class MqttSession(asyncio.Protocol):
         self.hub = hub
         self.listener = listener
         self.conn = ServerConnection(hub.server_options)
+        self._budget: PreauthBudget | None = hub.preauth_budget(listener)  # None once authenticated
         self.transport: asyncio.Transport | None = None
         self.principal: MqttPrincipal | None = None
         self.connect: Connect | None = None
@@ -131,8 +134,40 @@ class MqttSession(asyncio.Protocol):
         self._last_rx = time.monotonic()
         conn = self.conn
         conn.receive_data(data)
+        if self._budget is not None and self._preauth_data():
+            return
         self._dispatch(conn.events_received())
         self._flush()
+
+    def _preauth_data(self) -> bool:
+        """Account what this unauthenticated connection holds; True if it was closed for it."""
+        conn = self.conn
+        budget = self._budget
+        assert budget is not None
+        if conn.should_close:  # refused (not a CONNECT, too large, ...): nothing is kept
+            conn.discard_input()
+        held = conn.buffered
+        if held > self.hub.server_options.max_connect_size and not self._read_paused and self.transport is not None:
+            # what it pipelined behind its CONNECT waits in the socket, not here, until accepted
+            self._read_paused = True
+            self.transport.pause_reading()
+        budget.hold(self, held)
+        return self._budget is None
+
+    def preauth_evict(self) -> None:
+        """Closed by the listener's pre-authentication budget (it holds the most)."""
+        log.info("closing %s: unauthenticated connections hold more than their limit", self.peer)
+        self._preauth_release()
+        self.conn.disconnect()
+        self.conn.discard_input()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _preauth_release(self) -> None:
+        budget = self._budget
+        if budget is not None:
+            self._budget = None
+            budget.hold(self, 0)
 
     def eof_received(self) -> bool | None:
         self.conn.receive_eof()
@@ -142,6 +177,7 @@ class MqttSession(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        self._preauth_release()
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()
             self._keepalive_handle = None
@@ -149,9 +185,14 @@ class MqttSession(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self.conn.pause_output()  # QoS 1/2 wait in the session queue, within its bounds
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        conn = self.conn
+        conn.resume_output()
+        if conn.has_events:
+            self._dispatch(conn.events_received())
         self._flush()
 
     # the loop ---------------------------------------------------------------------------------
@@ -254,7 +295,7 @@ class MqttSession(asyncio.Protocol):
         req = AuthRequest(ev.client_id, ev.username, ev.password, ev.protocol_version, self.peer_cert, self.listener)
         try:
             res = await self.hub.auth.authenticate(req)
-            if self.closed:
+            if self.closed or self.conn.should_close:  # gone, or closed meanwhile (pre-auth budget)
                 return
             if res.principal is None:
                 log.info("refused %s (%s): %s", self.peer, ev.client_id, res.message)
@@ -263,6 +304,7 @@ class MqttSession(asyncio.Protocol):
                 self._flush()
                 return
             self.principal = res.principal
+            self._preauth_release()
             await self.hub.session_start(self)
         except Exception:
             log.exception("CONNECT of %s failed", ev.client_id)
@@ -276,6 +318,9 @@ class MqttSession(asyncio.Protocol):
             self._keepalive_handle.cancel()
             self._keepalive_handle = None
         self._schedule_keepalive()
+        if self._read_paused and len(self._acks) < PAUSE_AT and self.transport is not None and not self.closed:
+            self._read_paused = False  # paused while unauthenticated (see _preauth_data)
+            self.transport.resume_reading()
         self._dispatch(held + self.conn.events_received())
         self._flush()
 
@@ -335,10 +380,14 @@ class MqttSession(asyncio.Protocol):
         ``on_ack(reason_code)`` runs when the client acknowledged a QoS 1/2 message."""
         if self.closed:
             return SendResult.DROPPED_NOT_CONNECTED
+        conn = self.conn
         if not qos and self._write_paused:
-            self.dropped_qos0 += 1  # a slow reader loses QoS 0 (allowed), never QoS 1/2
+            self.dropped_qos0 += 1  # a slow reader loses QoS 0 (allowed)
+            stats = conn.options.queue_stats
+            if stats is not None:
+                stats.dropped[0] += 1
             return SendResult.DROPPED_QUEUE_FULL
-        res = self.conn.send_publish(
+        res = conn.send_publish(
             topic,
             payload,
             qos,
@@ -348,6 +397,15 @@ class MqttSession(asyncio.Protocol):
             token=on_ack,
             expires_at=expires_at,
         )
+        if qos and res is not SendResult.SENT:
+            if conn.has_events:  # drop_oldest: the senders of dropped messages hear 0x97
+                self._dispatch(conn.events_received())
+            if conn.should_close:  # disconnect: the session queue is at its bound
+                log.info("disconnecting %s: its session queue is full", self.client_id)
+                self._flush()
+                if self.transport is not None:
+                    self.transport.abort()  # it does not read: close() would wait for the buffer
+                return res
         # coalesce a burst of deliveries into few writes (syscalls), at most FLUSH_AT bytes each,
         # so that the transport's pause_writing still stops QoS 0 to a slow reader in time
         if not self._flush_soon:

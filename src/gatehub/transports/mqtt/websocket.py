@@ -73,6 +73,14 @@ class WebSocketTransport:
             self._closing = True
             self._wake.set()  # the writer flushes what is queued, then closes
 
+    def abort(self) -> None:
+        """Close at once, dropping what is queued (a peer that does not read, or hostile)."""
+        self._out.clear()
+        self._out_bytes = 0
+        self._closing = True
+        self._wake.set()
+        self.ws.transport.abort()
+
     def is_closing(self) -> bool:
         return self._closing
 
