@@ -26,8 +26,8 @@ from tests.integration.mqtt_helpers import V311, Paho, RawClient
 from tests.unit.mqtt.test_hostile import _remaining
 
 ATTACKERS = 100
-RSS_BOUND = 20 * 1024 * 1024  # growth allowed while 100 sockets attack (before the fix: ~250 MB)
-SLOW_RSS_BOUND = 30 * 1024 * 1024  # growth allowed by the never-reading subscriber (before: ~147 MB)
+RSS_BOUND = 20 * 1024 * 1024  # growth allowed while 100 sockets attack (before the fix: 368 MB here)
+SLOW_RSS_BOUND = 15 * 1024 * 1024  # growth allowed by the never-reading subscriber (before the fix: 41 MB here)
 CHUNK = bytes(64 * 1024)
 
 
