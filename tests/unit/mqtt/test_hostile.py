@@ -27,6 +27,7 @@ from gatehub.protocols.mqtt import (
 )
 from gatehub.protocols.mqtt.packets import Will
 from gatehub.protocols.mqtt.session import OutboundMessage
+from gatehub.transports.mqtt.preauth import PreauthBudget
 from tests.unit.mqtt.helpers import Peer
 
 BIG = 3_800_000  # the body a hostile first PUBLISH announces
@@ -278,3 +279,28 @@ def test_will_with_a_wildcard_response_topic_is_refused() -> None:
     assert [type(e).__name__ for e in events] == ["ProtocolViolation"]
     (ack,) = peer.received()
     assert isinstance(ack, ConnackPacket) and ack.reason_code == 0x82
+
+
+# --- the listener's budget of unauthenticated bytes ------------------------------------------
+class _Holder:
+    def __init__(self, budget: PreauthBudget) -> None:
+        self.budget = budget
+        self.evicted = False
+
+    def preauth_evict(self) -> None:
+        self.evicted = True
+        self.budget.hold(self, 0)
+
+
+def test_preauth_budget_closes_the_largest_holder_not_the_newest() -> None:
+    budget = PreauthBudget(1000)
+    big = [_Holder(budget) for _ in range(3)]
+    for i, h in enumerate(big):
+        budget.hold(h, 300 + i)  # 300 + 301 + 302 = 903: within
+    assert budget.total == 903 and not any(h.evicted for h in big)
+    small = _Holder(budget)
+    budget.hold(small, 200)  # 1103: over; the largest (302) goes, the newcomer stays
+    assert [h.evicted for h in big] == [False, False, True] and not small.evicted
+    assert budget.total == 801 and budget.evicted == 1
+    budget.hold(small, 0)  # it authenticated
+    assert budget.total == 601 and small not in budget.holders
