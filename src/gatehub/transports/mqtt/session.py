@@ -400,11 +400,12 @@ class MqttSession(asyncio.Protocol):
         if qos and res is not SendResult.SENT:
             if conn.has_events:  # drop_oldest: the senders of dropped messages hear 0x97
                 self._dispatch(conn.events_received())
-            if conn.should_close:  # disconnect: the session queue is at its bound
+            transport = self.transport
+            if conn.should_close and transport is not None and not transport.is_closing():
+                # policy disconnect: the session queue is at its bound
                 log.info("disconnecting %s: its session queue is full", self.client_id)
                 self._flush()
-                if self.transport is not None:
-                    self.transport.abort()  # it does not read: close() would wait for the buffer
+                transport.abort()  # it does not read: close() would wait for its write buffer
                 return res
         # coalesce a burst of deliveries into few writes (syscalls), at most FLUSH_AT bytes each,
         # so that the transport's pause_writing still stops QoS 0 to a slow reader in time
