@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         1_000_000.0, ge=0, description="Data points/s per tenant over the ThingsBoard API; 0 = off"
     )
     tb_rate_burst: float = Field(2.0, gt=0, description="Seconds of rate a token bucket holds (its burst)")
+    subdevice_takeover: Literal["when_parent_offline", "allow"] = Field(
+        "when_parent_offline",
+        description="Whether a gateway may take over another gateway's sub-device (ThingsBoard connect or data, "
+        "the topology/add extension, Alink topo/add): when_parent_offline = only while that gateway has no "
+        "session; allow = always (ThingsBoard's behaviour). Every takeover is logged and published",
+    )
     rpc_default_timeout_ms: int = Field(10_000, ge=100, le=600_000, description="RPC reply timeout when none is given")
     rpc_default_expiration_ms: int = Field(
         86_400_000,

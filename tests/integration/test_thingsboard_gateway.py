@@ -175,6 +175,8 @@ async def test_claim_window_and_refusals(h: TbHub) -> None:
 async def test_device_moves_to_another_gateway_and_rename_keeps_history(h: TbHub) -> None:
     async with gateway_client(h) as gw:
         await gw.publish("v1/gateway/telemetry", {"Roamer": [{"ts": 1000, "values": {"v": 1}}]})
+    # Gateway 1 is offline (a takeover while it is online is refused: test_subdevice_takeover.py)
+    await h.wait_for(lambda: _presence(h, "Gateway 1", Presence.OFFLINE))
     v1 = (await h.device("Gateway 1")).topology_version
     dev = await h.device("Roamer")
     r = await h.http.patch(f"/api/v1/devices/{dev.id}", json={"name": "Roamer 2"})

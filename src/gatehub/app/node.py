@@ -38,6 +38,7 @@ from gatehub.services.pki import Blacklist
 from gatehub.services.presence import SessionDirectory
 from gatehub.services.registry import GatewayRegistry
 from gatehub.services.rpc import RpcService
+from gatehub.services.takeover import SubdeviceTakeover
 from gatehub.services.things import ThingModels, ThingService
 from gatehub.store import Database, IngestWriter, Store
 from gatehub.store.rpc import RpcCalls
@@ -131,6 +132,8 @@ class Node:
         registry = GatewayRegistry(self.store, self.pki.ca, on_blacklist_change=blacklist.reload)
         rpc = RpcService(s, self.store, RpcCalls(self.db), self.bus)
         models = ThingModels(self.store, self.bus)
+        presence = SessionDirectory()
+        takeover = SubdeviceTakeover(s, presence)
         self.services = Services(
             settings=s,
             store=self.store,
@@ -144,8 +147,14 @@ class Node:
             things=ThingService(s, models, rpc),
             attributes=AttributeService(self.store, self.bus),
             claims=ClaimService(s, self.store),
-            presence=SessionDirectory(),
+            presence=presence,
+            takeover=takeover,
             started_at=time.time(),
+        )
+        self.services.metrics.add(
+            gatehub_subdevice_takeovers=lambda: takeover.taken,
+            gatehub_subdevice_takeovers_refused=lambda: takeover.refused,
+            gatehub_rpc_replies_refused=lambda: rpc.replies_refused,
         )
         await self.services.start()
         server = self.pki.server_certificate

@@ -22,6 +22,7 @@ from gatehub.services.pki import Blacklist
 from gatehub.services.presence import SessionDirectory
 from gatehub.services.registry import GatewayRegistry
 from gatehub.services.rpc import RpcService
+from gatehub.services.takeover import SubdeviceTakeover
 from gatehub.services.things import ThingModels, ThingService
 from gatehub.store import Store
 
@@ -59,6 +60,7 @@ class Services:
     attributes: AttributeService  # attribute reads, shared-attribute pushes
     claims: ClaimService  # device claiming
     presence: SessionDirectory  # which session serves a client or a device (the MQTT hub binds them)
+    takeover: SubdeviceTakeover  # may a gateway take another gateway's sub-device (subdevice_takeover)
     started_at: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     links: DeviceLinks | None = None  # device links (when devicelink_port_min is not -1)

@@ -9,7 +9,9 @@ acknowledgement, one-way). A delivered persistent call without a reply within it
 sent again (at most ``rpc_persistent_retries`` times, same request id, while unexpired) before it
 ends TIMEOUT. A call that cannot go out now stays QUEUED and leaves when a dialect reports the
 device reachable again (``deliver_pending``), until it expires; a sweep moves expired calls to
-EXPIRED.
+EXPIRED. A reply counts only from the session the call was last sent through (``Route.via``: the
+device itself or its gateway); a reply through another gateway is ignored, counted
+(``replies_refused``) and logged.
 
 Requests are by id and every state change is an event on the bus (``t.{tenant}.rpc.{device}``),
 so a bus that crosses nodes can carry a call to the node whose session serves the device.
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gatehub.bus import Bus
@@ -33,7 +36,7 @@ from gatehub.errors import NotFound, Unavailable
 from gatehub.store import Store
 from gatehub.store.rpc import RpcCalls
 
-__all__ = ["AckCallback", "Downlink", "RpcService", "Send", "rpc_subject"]
+__all__ = ["AckCallback", "Downlink", "Route", "RpcService", "Send", "rpc_subject"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,19 @@ Send = Callable[[AckCallback], bool]
 """Sends the call now; False when the session refused it outright."""
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a call goes out now: ``send``, through the session of device ``via`` (the device
+    itself, or the gateway that serves it). Only ``via`` may answer the call."""
+
+    send: Send
+    via: str
+
+
 class Downlink(Protocol):
     """What a dialect offers the RPC service: a way to a device one of its sessions serves."""
 
-    def rpc_route(self, device: Device, call: RpcCall) -> Send | None:
+    def rpc_route(self, device: Device, call: RpcCall) -> Route | None:
         """How to send ``call`` to ``device`` now, or None when no session of this dialect can."""
         ...
 
@@ -66,6 +78,8 @@ class RpcService:
         self.waiters: dict[str, list[asyncio.Future[RpcCall]]] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.retries: dict[str, int] = {}  # persistent calls sent again after a missing reply
+        self.delivered_to: dict[str, str] = {}  # call id -> the device whose session it was sent to last
+        self.replies_refused = 0  # replies from a session the call was not sent to
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -139,11 +153,11 @@ class RpcService:
                     self.waiters.pop(call.id, None)
 
     # delivery ---------------------------------------------------------------------------------
-    def _route(self, device: Device, call: RpcCall) -> Send | None:
+    def _route(self, device: Device, call: RpcCall) -> Route | None:
         for d in self.downlinks:
-            send = d.rpc_route(device, call)
-            if send is not None:
-                return send
+            route = d.rpc_route(device, call)
+            if route is not None:
+                return route
         return None
 
     async def deliver(self, call: RpcCall, dev: Device | None = None) -> None:
@@ -154,14 +168,15 @@ class RpcService:
                 dev = await self.store.devices.get(call.tenant_id, call.device_id)
             except NotFound:
                 return
-        send = self._route(dev, call)
-        if send is None:
+        route = self._route(dev, call)
+        if route is None:
             return
         if not await self.calls.move(call.id, RpcStatus.SENT):
             return  # finished meanwhile
         call.status = RpcStatus.SENT
+        self.delivered_to[call.id] = route.via  # before it goes out: a reply may overtake the PUBACK
         self.publish(call)
-        if not send(lambda code: self.spawn(self._acked(call, code))):
+        if not route.send(lambda code: self.spawn(self._acked(call, code))):
             log.warning("RPC %s to %s not sent: the session refused it", call.id, call.device_id)
 
     async def deliver_pending(self, device_ids: list[str]) -> None:
@@ -210,19 +225,44 @@ class RpcService:
             call.status = RpcStatus.TIMEOUT
             self._finish(call)
 
-    async def reply(self, device_id: str, request_id: int, data: Any) -> None:
-        """A device answered request ``request_id``."""
+    async def reply(self, device_id: str, request_id: int, data: Any, *, via: str) -> bool:
+        """Device ``device_id`` answered request ``request_id`` through the session of ``via``
+        (the device itself, or a gateway). It counts only from where the call was sent (a call
+        this process did not send: from the device or its gateway now); True when it counted."""
         call = await self.calls.find_pending(device_id, request_id)
         if call is None:
             log.info("reply from %s to unknown or finished RPC %d", device_id, request_id)
-            return
+            return False
+        expected = self.delivered_to.get(call.id)
+        if expected is None:
+            try:
+                dev = await self.store.devices.get(call.tenant_id, device_id)
+            except NotFound:
+                return False
+            allowed = {device_id, dev.parent_id}
+        else:
+            allowed = {expected}
+        if via not in allowed:
+            self.replies_refused += 1
+            log.warning(
+                "RPC %s (request %d) to %s of tenant %s: reply from %s ignored; the call was sent to %s",
+                call.id,
+                request_id,
+                device_id,
+                call.tenant_id,
+                via,
+                expected or "another session",
+            )
+            return False
         if await self.calls.move(call.id, RpcStatus.SUCCESSFUL, data, with_response=True):
             call.status = RpcStatus.SUCCESSFUL
             call.response = data
             self._finish(call)
+        return True
 
     def _finish(self, call: RpcCall) -> None:
         self.retries.pop(call.id, None)
+        self.delivered_to.pop(call.id, None)
         t = self.timers.pop(call.id, None)
         if t is not None:
             t.cancel()

@@ -287,8 +287,11 @@ class Devices:
                 {"gatewayId": device_id, "deleted": True, "removed": orphans},
             )
 
-    async def set_parent(self, tenant_id: str, device_id: str, gateway_id: str | None) -> Device:
-        """Attach a sub-device to a gateway (detaching it from its old one), or detach it."""
+    async def set_parent(
+        self, tenant_id: str, device_id: str, gateway_id: str | None, *, source: str | None = None
+    ) -> Device:
+        """Attach a sub-device to a gateway (detaching it from its old one), or detach it.
+        A move from one gateway to another is a takeover: both events list it in ``takeovers``."""
         dev = await self.get(tenant_id, device_id)
         parent = await self.get(tenant_id, gateway_id) if gateway_id else None
         check_parent(dev.kind, parent, tenant_id)
@@ -301,10 +304,27 @@ class Devices:
                 await log_topology(c, tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id])
             if gateway_id:
                 await log_topology(c, tenant_id, gateway_id, versions[gateway_id], added=[device_id])
+        moved = [(device_id, dev.parent_id, gateway_id)] if dev.parent_id and gateway_id else None
         if dev.parent_id:
-            self.topology_event(tenant_id, dev.parent_id, versions[dev.parent_id], removed=[device_id], details=[dev])
+            self.topology_event(
+                tenant_id,
+                dev.parent_id,
+                versions[dev.parent_id],
+                removed=[device_id],
+                source=source,
+                details=[dev],
+                takeovers=moved,
+            )
         if gateway_id:
-            self.topology_event(tenant_id, gateway_id, versions[gateway_id], added=[device_id], details=[dev])
+            self.topology_event(
+                tenant_id,
+                gateway_id,
+                versions[gateway_id],
+                added=[device_id],
+                source=source,
+                details=[dev],
+                takeovers=moved,
+            )
         return await self.get(tenant_id, device_id)
 
     async def set_presence(
@@ -414,9 +434,12 @@ class Devices:
         removed: list[str] | None = None,
         source: str | None = None,
         details: list[Device] | None = None,
+        takeovers: list[tuple[str, str, str]] | None = None,
     ) -> None:
         """Publish a committed topology change of ``gateway_id`` (its new ``version``);
-        ``details``: the sub-devices concerned (their product and name go into ``devices``)."""
+        ``details``: the sub-devices concerned (their product and name go into ``devices``);
+        ``takeovers``: (sub-device, old gateway, new gateway) of the sub-devices that moved
+        between two gateways (``"takeovers": [{"deviceId", "from", "to"}]``)."""
         msg: dict[str, Any] = {
             "type": "topology",
             "gatewayId": gateway_id,
@@ -429,6 +452,8 @@ class Devices:
             msg["source"] = source
         if details:
             msg["devices"] = [{"id": d.id, "productId": d.product_id, "name": d.name} for d in details]
+        if takeovers:
+            msg["takeovers"] = [{"deviceId": d, "from": old, "to": new} for d, old, new in takeovers]
         self._publish(f"t.{tenant_id}.topology.{gateway_id}", msg)
 
     def status_event(

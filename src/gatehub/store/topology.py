@@ -22,7 +22,9 @@ Rules:
   name only when its product has ``trusted_gateway_add``. ``trusted=True`` (operators through
   the REST API or the CLI) needs no proof.
 - A sub-device of another gateway moves to this one only with proof (or ``trusted``): naming
-  it is not enough to take it over. The old gateway's version is bumped and it gets an event.
+  it is not enough to take it over; the dialect's ``may_move`` (the takeover policy,
+  ``services.takeover``) may refuse it still. The old gateway's version is bumped and it gets an
+  event; both events list the move in ``takeovers``.
 - Every change bumps the gateway's ``topology_version`` once per request, is written to the event
   log (type ``topology``) in the same transaction, and is published after commit on
   ``t.{tenant}.topology.{gateway}`` as ``{"type": "topology", "gatewayId", "version", "added",
@@ -128,9 +130,18 @@ class Topology:
         return dev
 
     async def add(
-        self, tenant_id: str, gateway_id: str, refs: list[SubRef], *, trusted: bool = False, source: str | None = None
+        self,
+        tenant_id: str,
+        gateway_id: str,
+        refs: list[SubRef],
+        *,
+        trusted: bool = False,
+        source: str | None = None,
+        may_move: Callable[[Device], str | None] | None = None,
     ) -> TopologyResult:
-        """Attach sub-devices to a gateway (see the module's rules)."""
+        """Attach sub-devices to a gateway (see the module's rules). ``may_move``: asked about a
+        sub-device of another gateway that may otherwise move (proven or ``trusted``); a message
+        refuses the move (``OTHER_GATEWAY``), None lets it happen (the dialect's takeover policy)."""
         gw = await self.gateway(tenant_id, gateway_id)
         res = TopologyResult(gw.id, gw.topology_version)
         todo: list[Device] = []
@@ -172,6 +183,11 @@ class Topology:
                 msg = f"{ref.label()} belongs to another gateway; only its credentials can move it"
                 res.refused.append(Refusal(ref, Refused.OTHER_GATEWAY, msg))
                 continue
+            if dev.parent_id is not None and may_move is not None:
+                why = may_move(dev)
+                if why is not None:
+                    res.refused.append(Refusal(ref, Refused.OTHER_GATEWAY, why))
+                    continue
             todo.append(dev)
         if todo:
             await self._attach(tenant_id, gw, todo, res, source)
@@ -217,12 +233,27 @@ class Topology:
         for dev in attached:
             dev.parent_id = gw.id
             res.added.append(dev)
+        takeovers = [(d, old, gw.id) for old, ids in moved.items() for d in ids]
         self.devices.topology_event(
-            tenant_id, gw.id, versions[gw.id], added=[d.id for d in attached], source=source, details=attached
+            tenant_id,
+            gw.id,
+            versions[gw.id],
+            added=[d.id for d in attached],
+            source=source,
+            details=attached,
+            takeovers=takeovers,
         )
         for old, ids in moved.items():
             lost = [d for d in attached if d.id in ids]
-            self.devices.topology_event(tenant_id, old, versions[old], removed=ids, source=source, details=lost)
+            self.devices.topology_event(
+                tenant_id,
+                old,
+                versions[old],
+                removed=ids,
+                source=source,
+                details=lost,
+                takeovers=[t for t in takeovers if t[1] == old],
+            )
         for dev in went_offline:
             dev.presence = Presence.OFFLINE
             self.devices.status_event(tenant_id, dev.id, dev.kind.value, Presence.OFFLINE, now)

@@ -71,6 +71,7 @@ class AlinkDialect(Dialect):
         self.settings = services.settings
         self.models = services.models
         self.thing_service = services.things
+        self.takeover = services.takeover
         self.skew_ms = services.settings.alink_timestamp_skew * 1000
         # sub-devices logged in through a gateway: gateway id -> {(pk, dn): sub-device id}, and back
         self.logged: dict[str, dict[tuple[str, str], str]] = {}

@@ -2,7 +2,10 @@
 
 - ``thing/topo/add`` ``[{productKey, deviceName, clientId, timestamp, signmethod, sign}]`` (at
   most 30): each sub-device proves its credentials with ``sign`` (or its product trusts gateways
-  to add by name); reply data ``[{productKey, deviceName}]`` of those now in the topology.
+  to add by name); reply data ``[{productKey, deviceName}]`` of those now in the topology. A
+  sub-device of another gateway moves here only with its ``sign`` and as the takeover policy
+  allows (``subdevice_takeover``: by default not while that gateway is online; code 7104
+  ``OTHER_GATEWAY`` for that entry).
 - ``thing/topo/delete`` ``[{productKey, deviceName}]``; ``thing/topo/get`` -> the whole topology.
 - ``combine/login`` (one object) and ``combine/batch_login`` ``{signMethod, deviceList}`` (at most
   50): the sub-device must be in this gateway's topology and ``sign`` must match its secret
@@ -23,7 +26,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from gatehub.domain.model import DeviceKind, Presence
+from gatehub.domain.model import Device, DeviceKind, Presence
 from gatehub.errors import NotFound
 from gatehub.protocols import alink
 from gatehub.protocols.alink import AlinkError, Code
@@ -113,7 +116,20 @@ class GatewayHandlers:
                 continue
             refs.append(SubRef(name=c.device_name, product_id=c.product_key, proof=c.verify if c.sign else None))
         if refs:
-            res = await self.store.topology.add(st.tenant_id, st.device_id, refs, source=self._source(session))
+            policy = self.d.takeover
+            via = self._source(session)
+            moving: dict[str, str] = {}  # sub-device -> the gateway it is taken from
+
+            def may_move(dev: Device) -> str | None:
+                why = policy.check(dev, st.device_id, via=via)
+                if why is None and dev.parent_id is not None:
+                    moving[dev.id] = dev.parent_id
+                return why
+
+            res = await self.store.topology.add(st.tenant_id, st.device_id, refs, source=via, may_move=may_move)
+            for dev in res.added:
+                if dev.id in moving:
+                    policy.taken_over(dev, moving[dev.id], st.device_id, via=via)
             out.ok = [_ref(dev.product_id, dev.name) for dev in res.added]
             for r in res.refused:
                 out.fail(TOPO_CODES[r.reason], r.message)

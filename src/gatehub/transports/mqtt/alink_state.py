@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gatehub.config import Settings
     from gatehub.domain.thingmodel import ThingModel
+    from gatehub.services.takeover import SubdeviceTakeover
     from gatehub.services.things import ThingService
     from gatehub.store import Store, WriteBatch
     from gatehub.transports.mqtt.hub import MqttHub
@@ -60,6 +61,7 @@ class AlinkCore(Protocol):
     settings: Settings
     skew_ms: int
     thing_service: ThingService
+    takeover: SubdeviceTakeover
     logged: dict[str, dict[tuple[str, str], str]]  # gateway id -> {(pk, dn): sub-device id}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...

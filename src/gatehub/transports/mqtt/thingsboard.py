@@ -118,6 +118,7 @@ class ThingsBoardDialect(Dialect):
         self.rpc = services.rpc
         self.attributes = services.attributes
         self.claims_service = services.claims
+        self.takeover = services.takeover
         self.limits = RateLimits(s.tb_rate_per_device, s.tb_rate_per_tenant, s.tb_rate_burst)
         self.products: dict[tuple[str, str], str] = {}
         self.left_at: dict[str, int] = {}  # device id -> when its last session ended (this process)
@@ -400,12 +401,20 @@ class ThingsBoardDialect(Dialect):
 
         A refused name is logged and remembered so that data for it does not reach the database
         on every message; an explicit connect (``retry``) always tries it again (what refused it,
-        a deleted product or a device of another kind, may have changed since)."""
+        a deleted product or a device of another kind, may have changed since). A sub-device of
+        another gateway is taken over only as ``subdevice_takeover`` allows (services.takeover);
+        a refused takeover is remembered with the gateway that keeps the device, and tried
+        again once that gateway is offline."""
         if not isinstance(name, str) or not name:
             return None
         dev_id = st.devices.get(name)
-        if dev_id is not None or (name in st.bad and not retry):
+        if dev_id is not None:
             return dev_id
+        keeper = st.held.get(name)
+        if keeper is not None and not retry and self.takeover.still_refused(keeper):
+            return None
+        if name in st.bad and not retry:
+            return None
         gw = p.device_id
         assert gw is not None
         tenant = p.tenant_id
@@ -420,8 +429,14 @@ class ThingsBoardDialect(Dialect):
                 since = dev.last_seen or 0
                 if dev.parent_id != gw:
                     old = dev.parent_id
-                    await self.store.devices.set_parent(tenant, dev.id, gw)
+                    via = f"thingsboard:{session.client_id}"
+                    if old is not None and self.takeover.check(dev, gw, via=via, quiet=name in st.held) is not None:
+                        if len(st.held) < 10_000:
+                            st.held[name] = old
+                        return None
+                    await self.store.devices.set_parent(tenant, dev.id, gw, source=via)
                     if old is not None:
+                        self.takeover.taken_over(dev, old, gw, via=via)
                         other = self.hub.session_for_device(old)
                         if other is not None:
                             tb_state(other).forget(dev.id)
@@ -436,6 +451,7 @@ class ThingsBoardDialect(Dialect):
                 st.bad.add(name)
             return None
         st.bad.discard(name)
+        st.held.pop(name, None)
         st.devices[name] = dev.id
         st.names[dev.id] = name
         self._connected(session, st, dev.id, since)
@@ -555,16 +571,29 @@ class ThingsBoardDialect(Dialect):
         return OK
 
     async def _gw_rpc_reply(self, session: MqttSession, st: TbState, p: MqttPrincipal, body: dict[str, Any]) -> int:
-        dev_id = await self.resolve(session, st, p, body.get("device"), None)
-        rid = body.get("id")
-        if dev_id is None or type(rid) is not int:
+        """A reply never takes a sub-device over: one of another gateway is looked up by name and
+        the RPC service counts the reply only if the call went out through this gateway."""
+        name, rid = body.get("device"), body.get("id")
+        if not isinstance(name, str) or not name or type(rid) is not int:
             return OK
-        await self.rpc.reply(dev_id, rid, body.get("data"))
+        dev_id = st.devices.get(name)
+        if dev_id is None:
+            dev = await self.store.devices.find_by_name(p.tenant_id, name)
+            if dev is None:
+                return OK
+            if dev.parent_id in (None, p.device_id):
+                dev_id = await self.resolve(session, st, p, name, None)  # connected again (a new session)
+            else:
+                dev_id = dev.id
+        if dev_id is None:
+            return OK
+        assert p.device_id is not None
+        await self.rpc.reply(dev_id, rid, body.get("data"), via=p.device_id)
         return OK
 
     async def _me_rpc_reply(self, device_id: str, rid: str, data: Any) -> int:
         if rid.isdigit():
-            await self.rpc.reply(device_id, int(rid), data)
+            await self.rpc.reply(device_id, int(rid), data, via=device_id)
         return OK
 
     async def _gw_claim(self, session: MqttSession, st: TbState, p: MqttPrincipal, body: dict[str, Any]) -> int:

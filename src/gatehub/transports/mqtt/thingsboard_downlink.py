@@ -22,7 +22,7 @@ from gatehub.domain.rpc import RpcCall
 from gatehub.domain.telemetry import now_ms
 from gatehub.errors import NotFound
 from gatehub.protocols.mqtt import SendResult
-from gatehub.services.rpc import AckCallback, Send
+from gatehub.services.rpc import AckCallback, Route, Send
 from gatehub.transports.mqtt.thingsboard_limits import RateLimits
 from gatehub.transports.mqtt.thingsboard_state import (
     GW_ATTRIBUTES,
@@ -61,12 +61,12 @@ class TbDownlink:
         self.limits = limits
 
     # RPC --------------------------------------------------------------------------------------
-    def rpc_route(self, device: Device, call: RpcCall) -> Send | None:
+    def rpc_route(self, device: Device, call: RpcCall) -> Route | None:
         hub = self.hub
         own = hub.session_for_device(device.id)
         if own is not None and tb_state(own).me_rpc:
             body = {"method": call.method, "params": call.params}
-            return _sender(own, f"{ME_RPC_REQUEST}{call.request_id}", orjson.dumps(body))
+            return Route(_sender(own, f"{ME_RPC_REQUEST}{call.request_id}", orjson.dumps(body)), device.id)
         if device.parent_id:
             gw = hub.session_for_device(device.parent_id)
             if gw is not None:
@@ -77,7 +77,7 @@ class TbDownlink:
                         "device": name,
                         "data": {"id": call.request_id, "method": call.method, "params": call.params},
                     }
-                    return _sender(gw, GW_RPC, orjson.dumps(body))
+                    return Route(_sender(gw, GW_RPC, orjson.dumps(body)), device.parent_id)
         return None
 
     async def client_call(self, session: MqttSession, tenant_id: str, device_id: str, rid: str, body: Any) -> int:

@@ -3,7 +3,9 @@ extensions"): what a gateway needs to reconcile its topology and to send without
 
 - ``v1/gateway/topology/request`` -> ``.../response``: the gateway's sub-devices now, with the
   topology version; ``topology/add`` and ``topology/delete`` (each with a ``.../response``) put a
-  sub-device in or take it out of the gateway's topology and say per device whether it worked;
+  sub-device in or take it out of the gateway's topology and say per device whether it worked
+  (a sub-device of another gateway moves here only as ``subdevice_takeover`` allows: by default
+  not while that gateway is online, ``409 other_gateway`` for that device);
   ``topology/change`` is pushed when the hub changes the topology (a sub-device deleted,
   detached or moved on the hub side).
 - ``v1/gateway/register`` -> ``.../response``: dynamic registration of a pre-registered
@@ -31,7 +33,7 @@ import orjson
 
 from gatehub.domain.model import Device, DeviceKind, NodeType, Presence
 from gatehub.domain.telemetry import flatten_points, now_ms
-from gatehub.errors import AlreadyExists, GatehubError, InvalidInput, NotFound
+from gatehub.errors import AlreadyExists, Conflict, GatehubError, InvalidInput, NotFound
 from gatehub.protocols.tbext import (
     BATCH,
     EXT_VERSION,
@@ -94,6 +96,14 @@ def ext_state(session: MqttSession) -> ExtState:
     if xs is None:
         xs = session.state()["tbx"] = ExtState()
     return xs
+
+
+class TakeoverRefused(Conflict):
+    """The sub-device belongs to another gateway, which keeps it (``subdevice_takeover``)."""
+
+    def __init__(self, message: str, keeper: str) -> None:
+        super().__init__(message)
+        self.keeper = keeper
 
 
 def _fail(name: Any, code: int, error: str, message: str) -> dict[str, Any]:
@@ -238,7 +248,9 @@ class TbExtension:
             tb_state(other).forget(dev_id)
             ext_state(other).forget(dev_id)
 
-    async def _adopt(self, session: MqttSession, p: MqttPrincipal, name: str, product_key: Any, type_: Any) -> Device:
+    async def _adopt(
+        self, session: MqttSession, p: MqttPrincipal, name: str, product_key: Any, type_: Any, *, quiet: bool = False
+    ) -> Device:
         """Sub-device ``name`` in this gateway's topology: created if unknown (with product
         ``product_key``, or the product named ``type_`` as ThingsBoard's connect does), moved here
         from another gateway if needed. Presence does not change."""
@@ -264,11 +276,18 @@ class TbExtension:
             raise InvalidInput(f"{name!r} is a {dev.kind.value}, not a sub-device")
         if isinstance(product_key, str) and product_key and dev.product_id != product_key:
             raise InvalidInput(f"{name!r} is a device of product {dev.product_id}, not {product_key}")
-        ext_state(session).gone.discard(name)
         if dev.parent_id != gw:
             old = dev.parent_id
-            dev = await self.store.devices.set_parent(tenant, dev.id, gw)
+            via = f"thingsboard:{session.client_id}"
+            if old is not None:
+                why = self.d.takeover.check(dev, gw, via=via, quiet=quiet)
+                if why is not None:
+                    raise TakeoverRefused(why, old)
+            dev = await self.store.devices.set_parent(tenant, dev.id, gw, source=via)
+            if old is not None:
+                self.d.takeover.taken_over(dev, old, gw, via=via)
             self._moved_away(dev.id, old)
+        ext_state(session).gone.discard(name)
         ext_state(session).learn(dev.id, name)
         return dev
 
@@ -286,6 +305,8 @@ class TbExtension:
                 dev = await self._adopt(session, p, name, item.get("productKey"), item.get("type"))
             except NotFound as exc:
                 results.append(_fail(name, 404, exc.code, exc.message))
+            except TakeoverRefused as exc:
+                results.append(_fail(name, 409, "other_gateway", exc.message))
             except GatehubError as exc:
                 results.append(_fail(name, 409 if exc.code == "invalid_input" else 500, exc.code, exc.message))
             else:
@@ -391,8 +412,15 @@ class TbExtension:
                 log.info("%s: batch data of %r dropped: the hub removed it from this gateway", session.client_id, name)
                 continue
             if name not in xs.ids:
+                keeper = st.held.get(name)
+                if keeper is not None and self.d.takeover.still_refused(keeper):
+                    continue  # logged when it was first refused
                 try:
-                    await self._adopt(session, p, name, None, None)
+                    await self._adopt(session, p, name, None, None, quiet=keeper is not None)
+                    st.held.pop(name, None)
+                except TakeoverRefused as exc:
+                    if len(st.held) < 10_000:
+                        st.held[name] = exc.keeper
                 except GatehubError as exc:
                     log.warning("%s: data of %r refused: %s", session.client_id, name, exc)
         batch = self._build(session, p, epoch, seq, tele, attrs, xs.ids)

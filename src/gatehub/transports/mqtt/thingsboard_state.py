@@ -38,12 +38,25 @@ ME_RPC_RESPONSE = "v1/devices/me/rpc/response/"
 class TbState:
     """What one session of the ThingsBoard API knows (kept in ``session.state()["tb"]``)."""
 
-    __slots__ = ("bad", "busy", "devices", "filters", "gw_attrs", "gw_rpc", "me_attrs", "me_rpc", "names", "since")
+    __slots__ = (
+        "bad",
+        "busy",
+        "devices",
+        "filters",
+        "gw_attrs",
+        "gw_rpc",
+        "held",
+        "me_attrs",
+        "me_rpc",
+        "names",
+        "since",
+    )
 
     def __init__(self) -> None:
         self.devices: dict[str, str] = {}  # sub-device name -> id, connected in this session
         self.names: dict[str, str] = {}  # id -> the name this gateway uses
         self.bad: set[str] = set()  # names that are not this gateway's to use (logged once)
+        self.held: dict[str, str] = {}  # name -> the online gateway that keeps it (takeover refused, logged once)
         self.since: dict[str, int] = {}  # sub-devices whose missed shared attributes wait for a subscription
         self.busy = 0  # serial jobs pending: later messages queue behind them
         self.filters: set[str] = set()
