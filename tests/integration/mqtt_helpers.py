@@ -116,7 +116,13 @@ class Msg:
 
 class Paho:
     """A paho-mqtt 2.x client whose network loop runs in its own thread (no auto-reconnect);
-    the test awaits results without blocking the node's event loop."""
+    the test awaits results without blocking the node's event loop.
+
+    paho writes a packet at once from the thread that calls ``publish``/``subscribe`` when it
+    runs no loop thread of its own (``loop_start``), and a TLS socket must never be read and
+    written from two threads at the same time (OpenSSL's state is not thread-safe: the
+    connection breaks or a packet vanishes). Every call into the client therefore holds
+    ``_io``, as the loop thread does while it reads and writes."""
 
     def __init__(
         self,
@@ -139,6 +145,7 @@ class Paho:
         self.disconnects: queue.Queue[int] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._io = threading.Lock()
         c = self.client
         c.on_message = self._on_message
         c.on_connect = self._on_connect
@@ -161,9 +168,18 @@ class Paho:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            rc = self.client.loop(0.02)
+            with self._io:
+                rc = self.client.loop(0.02)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 time.sleep(0.02)
+
+    def _locked(self, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        with self._io:
+            return call(*args, **kw)
+
+    async def _call(self, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``call`` in a worker thread while the loop thread is not using the socket."""
+        return await asyncio.to_thread(self._locked, call, *args, **kw)
 
     # actions
     async def connect(
@@ -209,13 +225,13 @@ class Paho:
     async def subscribe(self, topic: str, qos: int = 0, props: Any = None, **options: Any) -> list[int]:
         if self.version == V5:
             opts = mqtt.SubscribeOptions(qos=qos, **options)
-            self.client.subscribe(topic, options=opts, properties=props)
+            await self._call(self.client.subscribe, topic, options=opts, properties=props)
         else:
-            self.client.subscribe(topic, qos)
+            await self._call(self.client.subscribe, topic, qos)
         return await asyncio.to_thread(self.subacks.get, True, TIMEOUT)
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, props: Any = None) -> None:
-        info = self.client.publish(topic, payload, qos, retain, properties=props)
+        info = await self._call(self.client.publish, topic, payload, qos, retain, properties=props)
         await asyncio.to_thread(info.wait_for_publish, TIMEOUT)
         assert info.is_published(), f"PUBLISH {topic} not acknowledged"
 
@@ -240,7 +256,7 @@ class Paho:
 
     async def disconnect(self) -> None:
         if self.client.is_connected():
-            self.client.disconnect()
+            await self._call(self.client.disconnect)
             with contextlib.suppress(queue.Empty):
                 await asyncio.to_thread(self.disconnects.get, True, TIMEOUT)
         self.stop()
