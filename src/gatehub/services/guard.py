@@ -317,14 +317,14 @@ class CredentialGuard:
         p = self.policy
         failures = self._decayed(src, now) + 1.0
         src.score = failures
-        if p.lockout_after > 0 and failures >= p.lockout_after:
+        if p.lockout_after > 0 and failures + 0.5 >= p.lockout_after:  # M quick failures (decay: ~M - 0.1)
             src.locked_until = now + p.lockout_seconds
             src.score = min(failures, float(p.backoff_after))  # after the lock-out, back-off goes on
             log.warning(
                 "%s locked out for %.0f s after %d credential failures (last: %s %s)",
                 key,
                 p.lockout_seconds,
-                int(failures),
+                round(failures),
                 transport,
                 reason,
             )
