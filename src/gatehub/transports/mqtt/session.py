@@ -140,7 +140,7 @@ class MqttSession(asyncio.Protocol):
                 if ssl_object.getpeercert(binary_form=True):
                     self.peer_cert = peer_identity(self.hub.ca, ssl_object)
             except Exception as exc:  # verified by TLS already; a parse failure refuses the client
-                log.warning("unusable client certificate from %s: %s", self.peer, exc)
+                self.hub.guard.tls_refused(self.peer_host, _TRANSPORTS.get(self.listener, "mqtt"), exc)
                 transport.close()
                 return
         self._last_rx = time.monotonic()
