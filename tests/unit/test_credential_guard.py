@@ -201,6 +201,9 @@ def test_tls_refusals_are_labelled_counted_and_rate_limited(caplog: pytest.LogCa
             assert g.tls_refused("10.0.0.1", "mqtts", exc) == "unknown_ca"
         g.tls_refused("10.0.0.1", "grpc", ssl.SSLError(1, "[SSL: SSLV3_ALERT_CERTIFICATE_REVOKED] revoked"))
         g.sweep()
+    # the client refusing the hub's certificate is not a refused client certificate
+    alert = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:1006)")
+    assert g.tls_refused("10.0.0.2", "iotda", alert) == "client_refused_server_certificate"
     assert g.tls_refusals[("mqtts", "unknown_ca")] == 10
     assert g.tls_refusals[("grpc", "revoked")] == 1
     lines = [r.getMessage() for r in caplog.records]

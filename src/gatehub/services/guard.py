@@ -149,6 +149,13 @@ def tls_reason(exc: BaseException) -> str:
     """A short label for a failed TLS handshake (server side), for logs and metrics."""
     verify = getattr(exc, "verify_message", None)
     text = f"{verify or ''} {getattr(exc, 'reason', '') or ''} {exc}".lower()
+    if "alert" in text and not verify:  # the client ended the handshake: it refused *our* certificate
+        if any(
+            a in text for a in ("unknown ca", "unknown_ca", "bad certificate", "certificate unknown", "bad_certificate")
+        ):
+            return "client_refused_server_certificate"
+        if "protocol version" in text or "protocol_version" in text:
+            return "protocol_version"
     for needle, label in (
         ("revoked", "revoked"),
         ("expired", "expired"),
