@@ -207,7 +207,10 @@ def test_tls_refusals_are_labelled_counted_and_rate_limited(caplog: pytest.LogCa
     assert g.tls_refusals[("mqtts", "unknown_ca")] == 10
     assert g.tls_refusals[("grpc", "revoked")] == 1
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3 and "unknown_ca" in lines[0] and "suppressed" in lines[2], lines
+    # 10.0.0.1: two lines, then one summary of the 9 suppressed; then 10.0.0.2's one line
+    assert len(lines) == 4, lines
+    assert "unknown_ca" in lines[0] and lines[2] == "9 more refused TLS handshakes from 10.0.0.1 suppressed", lines
+    assert "client_refused_server_certificate" in lines[3], lines
 
 
 async def test_check_runs_the_attempt_and_delays_its_refusal() -> None:
