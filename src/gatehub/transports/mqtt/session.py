@@ -55,8 +55,8 @@ def _reason(ev: Connect, code: int, has_cert: bool) -> tuple[str, bool]:
     """The guard's reason label of a refused CONNECT, and whether it counts as a guess."""
     if code in (0x80, 0x88):  # the hub failed (storage down): nobody's fault
         return "server_error", False
-    if ev.username is None and ev.password is None and not has_cert:
-        return "no_credentials", False
+    if ev.username is None and ev.password is None:  # a certificate cannot be guessed: nothing to back off
+        return ("certificate_refused" if has_cert else "no_credentials"), False
     return ("bad_credentials" if code == 0x86 else "not_authorized"), True
 
 
