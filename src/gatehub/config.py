@@ -8,6 +8,7 @@ file (``GATEHUB_CONFIG`` or ``gatehub serve --config FILE``), or on the command 
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -165,6 +166,31 @@ class Settings(BaseSettings):
         description="The same over TLS, for agents on the MQTT TLS listener (needs mqtts_port; "
         "0 = any free port; -1 = off: their links are framed over MQTT)",
     )
+    # credential-failure guard (brute force; docs/design.md "Credential failures")
+    guard_backoff_after: int = Field(
+        5, ge=0, description="Credential failures of one source before its attempts are delayed"
+    )
+    guard_backoff_base: float = Field(
+        0.1, ge=0, le=60, description="First back-off delay (s), doubled per further failure; 0 = no back-off"
+    )
+    guard_backoff_max: float = Field(5.0, ge=0, le=300, description="Longest back-off delay of one attempt (s)")
+    guard_decay_half_life: float = Field(
+        60.0, gt=0, description="Seconds in which a source's failure count halves (how back-off is forgiven)"
+    )
+    guard_lockout_after: int = Field(
+        0, ge=0, description="Failures after which a source is refused unchecked for guard_lockout_minutes (0 = off)"
+    )
+    guard_lockout_minutes: float = Field(10.0, gt=0, le=10_080, description="Length of a lock-out (minutes)")
+    guard_max_sources: int = Field(100_000, ge=16, description="Sources the guard tracks at most (LRU)")
+    guard_ipv4_prefix: int = Field(32, ge=8, le=32, description="IPv4 prefix length that makes one source")
+    guard_ipv6_prefix: int = Field(64, ge=16, le=128, description="IPv6 prefix length that makes one source")
+    guard_exempt_networks: list[str] = Field(
+        default_factory=list, description="Networks (CIDR) never backed off or locked out, e.g. a fleet's NAT"
+    )
+    guard_log_per_source: int = Field(
+        5, ge=0, description="Refusals logged per source and interval; the rest are summed in one line"
+    )
+    guard_log_interval: float = Field(60.0, gt=0, description="Seconds of one refusal-log interval")
     # first start
     admin_key_file: str = Field("admin.key", description="System admin API key file, inside data_dir")
     log_level: str = Field("info", description="debug, info, warning, error")
@@ -193,6 +219,16 @@ class Settings(BaseSettings):
         if lo == 0 and hi != 0:
             raise ValueError("devicelink_port_min 0 (any free port) needs devicelink_port_max 0")
         return self
+
+    @field_validator("guard_exempt_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network (CIDR): {exc}") from None
+        return v
 
     @field_validator("log_level")
     @classmethod

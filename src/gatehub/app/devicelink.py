@@ -26,11 +26,15 @@ async def build_devicelink(parts: Parts) -> Component | None:
     tunnels: TunnelDialect | None = None
     connected: Callable[[str], bool] | None = None
     if hub is not None:
-        streams = StreamListener(s.bind_host, s.devicelink_stream_port) if s.devicelink_stream_port >= 0 else None
+        streams = (
+            StreamListener(s.bind_host, s.devicelink_stream_port, guard=svc.guard)
+            if s.devicelink_stream_port >= 0
+            else None
+        )
         streams_tls = None
         if s.devicelink_stream_tls_port >= 0 and s.mqtts_port >= 0:
             ctx = svc.pki.server_context(require_client_cert=False)
-            streams_tls = StreamListener(s.bind_host, s.devicelink_stream_tls_port, ctx)
+            streams_tls = StreamListener(s.bind_host, s.devicelink_stream_tls_port, ctx, svc.guard)
         tunnels = TunnelDialect(s.devicelink_tunnel_window, streams, streams_tls)
         hub.router.add(tunnels, first=True)  # before the ThingsBoard dialect, which owns other v1/ topics
         connected = _connected_on(hub)

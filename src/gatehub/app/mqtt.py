@@ -18,7 +18,7 @@ async def build_mqtt(parts: Parts) -> Component | None:
     from gatehub.transports.mqtt.thingsboard_ext import TbExtension
 
     broker = Broker(s.mqtt_retained_max)
-    hub = MqttHub(s, svc.store, svc.ingest, svc.bus, svc.pki, broker, svc.presence)
+    hub = MqttHub(s, svc.store, svc.ingest, svc.bus, svc.pki, broker, svc.presence, svc.guard)
     broker.hub = hub
     # ThingsBoard gateway/device API (RPC, shared attributes, claiming)
     tb = ThingsBoardDialect(hub, svc)

@@ -33,6 +33,7 @@ from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.services.attributes import AttributeService
 from gatehub.services.claims import ClaimService
 from gatehub.services.context import Services
+from gatehub.services.guard import CredentialGuard, policy_from
 from gatehub.services.ingest import Ingest, commit_publisher
 from gatehub.services.pki import Blacklist
 from gatehub.services.presence import SessionDirectory
@@ -134,6 +135,7 @@ class Node:
         models = ThingModels(self.store, self.bus)
         presence = SessionDirectory()
         takeover = SubdeviceTakeover(s, presence)
+        guard = CredentialGuard(policy_from(s))
         self.services = Services(
             settings=s,
             store=self.store,
@@ -149,6 +151,7 @@ class Node:
             claims=ClaimService(s, self.store),
             presence=presence,
             takeover=takeover,
+            guard=guard,
             started_at=time.time(),
         )
         self.services.metrics.add(
@@ -156,6 +159,7 @@ class Node:
             gatehub_subdevice_takeovers_refused=lambda: takeover.refused,
             gatehub_rpc_replies_refused=lambda: rpc.replies_refused,
         )
+        _guard_metrics(self.services)
         await self.services.start()
         server = self.pki.server_certificate
         if await registry.record_server_certificate(server.serial, server.cert_pem):
@@ -289,3 +293,26 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
+
+
+def _guard_metrics(svc: Services) -> None:
+    """The credential guard's counters and gauges on /metrics."""
+    g = svc.guard
+    svc.metrics.add(
+        gatehub_auth_sources_backed_off=lambda: g.backed_off(),
+        gatehub_auth_sources_locked_out=lambda: g.locked_out(),
+        gatehub_auth_sources_tracked=lambda: g.tracked(),
+        gatehub_auth_delay_seconds=lambda: g.delayed_seconds,
+    )
+    svc.metrics.add_counter(
+        "gatehub_auth_failures",
+        "Refused credential checks, by transport and reason",
+        ("transport", "reason"),
+        lambda: g.labelled(g.failures),
+    )
+    svc.metrics.add_counter(
+        "gatehub_tls_handshakes_refused",
+        "Refused TLS handshakes (client certificates and others), by listener and reason",
+        ("listener", "reason"),
+        lambda: g.labelled(g.tls_refusals),
+    )

@@ -37,6 +37,8 @@ _SUPPORTED_VERSIONS = 43
 PROTOCOL_VERSION_ALERT = 70
 _MAX_RECORD = 5 + 16384 + 2048
 
+RefusalHook = Callable[[str | None, BaseException], object]  # (client address, handshake error)
+
 
 def legacy_only_hello(data: bytes) -> int | None:
     """The client's version when ``data`` (the start of a connection) is a complete ClientHello
@@ -89,8 +91,10 @@ class TlsServer:
         *,
         handshake_timeout: float | None = None,
         name: str = "tls",
+        on_refused: RefusalHook | None = None,
     ) -> None:
         self.factory = factory
+        self.on_refused = on_refused
         self.ctx = ctx
         self.handshake_timeout = handshake_timeout
         self.name = name
@@ -167,13 +171,20 @@ class TlsServer:
                     await asyncio.wait_for(_drain(conn), 2.0)  # until the client closes, bounded
                 return
             handed_over = True
+            host = _peer_host(conn)
             try:
                 await loop.connect_accepted_socket(
                     self.factory, conn, ssl=self.ctx, ssl_handshake_timeout=self.handshake_timeout
                 )
             except (ssl.SSLError, OSError, TimeoutError) as exc:
-                log.debug("%s: TLS handshake with a client failed: %s", self.name, exc)
                 conn.close()
+                if self.on_refused is None:
+                    log.debug("%s: TLS handshake with a client failed: %s", self.name, exc)
+                    return
+                try:  # counted and logged (rate-limited) by the listener's owner
+                    self.on_refused(host, exc)
+                except Exception:
+                    log.exception("%s: the handshake refusal hook failed", self.name)
         finally:
             if not handed_over:
                 conn.close()
@@ -237,6 +248,14 @@ def _peer(conn: socket.socket) -> object:
         return None
 
 
+def _peer_host(conn: socket.socket) -> str | None:
+    try:
+        peer = conn.getpeername()
+    except OSError:
+        return None
+    return str(peer[0]) if isinstance(peer, tuple) else None
+
+
 def _name(version: int) -> str:
     return {0x0300: "SSL 3.0", 0x0301: "1.0", 0x0302: "1.1"}.get(version, hex(version))
 
@@ -252,14 +271,19 @@ async def serve_tls(
     reuse_address: bool = True,
     handshake_timeout: float | None = None,
     name: str = "tls",
+    on_refused: RefusalHook | None = None,
 ) -> TlsServer:
     """Serve ``factory`` over TLS with ``ctx`` on ``sock`` or a new socket bound to ``host``:
     ``port``, answering a TLS 1.0/1.1-only ClientHello with the ``protocol_version`` alert. In
-    place of ``loop.create_server(factory, host, port, ssl=ctx, ssl_handshake_timeout=...)``."""
+    place of ``loop.create_server(factory, host, port, ssl=ctx, ssl_handshake_timeout=...)``.
+
+    ``on_refused(client address, error)`` is told of every failed handshake (a refused client
+    certificate: unknown CA, expired, revoked; a timeout, ...); without it they are logged at
+    debug level only."""
     sockets = [sock] if sock is not None else await _bind(host, port, reuse_address)
     for s in sockets:
         s.listen(backlog)
-    server = TlsServer(factory, ctx, sockets, handshake_timeout=handshake_timeout, name=name)
+    server = TlsServer(factory, ctx, sockets, handshake_timeout=handshake_timeout, name=name, on_refused=on_refused)
     server.start()
     return server
 

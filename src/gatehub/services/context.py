@@ -8,7 +8,7 @@ clear error rather than being absent).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from gatehub.config import Settings
 from gatehub.pki import TlsContextProvider
 from gatehub.services.attributes import AttributeService
 from gatehub.services.claims import ClaimService
+from gatehub.services.guard import CredentialGuard
 from gatehub.services.ingest import Ingest
 from gatehub.services.pki import Blacklist
 from gatehub.services.presence import SessionDirectory
@@ -37,9 +38,18 @@ class Metrics:
 
     def __init__(self) -> None:
         self.gauges: dict[str, Callable[[], float]] = {}
+        # counters with labels: name -> (help, label names, a function reading (labels, value) pairs)
+        self.counters: dict[
+            str, tuple[str, tuple[str, ...], Callable[[], Iterable[tuple[tuple[str, ...], float]]]]
+        ] = {}
 
     def add(self, **gauges: Callable[[], float]) -> None:
         self.gauges.update(gauges)
+
+    def add_counter(
+        self, name: str, help: str, labels: tuple[str, ...], read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]
+    ) -> None:
+        self.counters[name] = (help, labels, read)
 
 
 @dataclass(slots=True)
@@ -61,6 +71,7 @@ class Services:
     claims: ClaimService  # device claiming
     presence: SessionDirectory  # which session serves a client or a device (the MQTT hub binds them)
     takeover: SubdeviceTakeover  # may a gateway take another gateway's sub-device (subdevice_takeover)
+    guard: CredentialGuard  # back-off, lock-out and rate-limited logging of every credential failure
     started_at: float = 0.0
     metrics: Metrics = field(default_factory=Metrics)
     links: DeviceLinks | None = None  # device links (when devicelink_port_min is not -1)
@@ -69,6 +80,7 @@ class Services:
     async def start(self) -> None:
         """Start the services' own work (RPC expiry, shared-attribute pushes, the model cache
         following the catalog); the blacklist poll starts separately, after the control socket."""
+        await self.guard.start()
         await self.models.start()
         await self.rpc.start()
         await self.attributes.start()
@@ -79,3 +91,4 @@ class Services:
         await self.rpc.stop()
         await self.models.stop()
         await self.blacklist.stop()
+        await self.guard.stop()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols import devicelink as proto
+from gatehub.services.guard import CredentialGuard, mask
 from gatehub.transports.devicelink.tcp import DirectDevice, nodelay
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ PREAMBLE_TIMEOUT = 10.0
 class StreamListener:
     """The port agents open stream channels to, and the tokens of channels waiting for one."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None = None, guard: CredentialGuard | None = None
+    ) -> None:
+        self.guard = guard if guard is not None else CredentialGuard()  # the stream tokens' credential checks
         self.host = host
         self.requested_port = port
         self.ssl = ssl_context
@@ -63,6 +67,7 @@ class StreamListener:
                 backlog=64,
                 handshake_timeout=PREAMBLE_TIMEOUT,
                 name="device-link-tls",
+                on_refused=lambda h, e: self.guard.tls_refused(h, "device-link-tls", e),
             )
         else:
             self.server = await loop.create_server(
@@ -90,7 +95,7 @@ class StreamConn(DirectDevice):
     """An agent's stream connection: the preamble first, then the device end of one client
     connection (as ``DirectDevice`` is in direct mode)."""
 
-    __slots__ = ("_buf", "_timer", "channel", "eof_at", "listener", "received", "sent")
+    __slots__ = ("_buf", "_check", "_timer", "channel", "eof_at", "listener", "received", "sent")
 
     def __init__(self, listener: StreamListener) -> None:
         super().__init__(None)  # type: ignore[arg-type]  # the client is known after the preamble
@@ -101,18 +106,30 @@ class StreamConn(DirectDevice):
         self.received = 0  # bytes from the agent (after the preamble)
         self.sent = 0  # bytes to the agent
         self.eof_at: int | None = None  # TLS: the agent's EOF, due once this much has come
+        self._check: asyncio.Task[None] | None = None  # the preamble's token check, when it must wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         nodelay(transport)
         self._timer = asyncio.get_running_loop().call_later(PREAMBLE_TIMEOUT, self._refuse, "no preamble in time")
 
-    def _refuse(self, why: str) -> None:
+    def _refuse(self, why: str, reason: str = "no_preamble", *, score: bool = False) -> None:
+        """Refuse the connection; counted and logged (rate-limited) by the credential guard, and,
+        for a wrong token (``score``), only after the back-off delay of its source."""
         self.listener.refused += 1
-        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-        log.info("stream connection from %s refused: %s", peer, why)
+        self._check = asyncio.get_running_loop().create_task(self._refused(why, reason, score))
+
+    async def _refused(self, why: str, reason: str, score: bool) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.pause_reading()
+        await self.listener.guard.refused(self._peer_host(), "device-link-stream", why, reason, score=score)
         if self.transport is not None:
             self.transport.abort()
+
+    def _peer_host(self) -> str | None:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
     def data_received(self, data: bytes) -> None:
         if self.client is not None:
@@ -123,7 +140,7 @@ class StreamConn(DirectDevice):
                 self.client.on_device_eof()
             return
         self._buf += data
-        if len(self._buf) < PREAMBLE_SIZE:
+        if self._check is not None or len(self._buf) < PREAMBLE_SIZE:  # (or kept until the check is done)
             return
         head, rest = self._buf[:PREAMBLE_SIZE], self._buf[PREAMBLE_SIZE:]
         self._buf = b""
@@ -131,13 +148,34 @@ class StreamConn(DirectDevice):
             self._timer.cancel()
             self._timer = None
         if not head.startswith(MAGIC) or head[-1:] != b"\n":
-            self._refuse("not a stream preamble")
+            self._refuse("not a stream preamble", "bad_preamble")
             return
         token = head[len(MAGIC) : -1].decode("ascii", "replace")
+        if self.transport is not None:  # the token check may wait (a backed-off source): hold the rest
+            self.transport.pause_reading()
+        self._check = asyncio.get_running_loop().create_task(self._admit(token, rest))
+
+    async def _admit(self, token: str, rest: bytes) -> None:
+        guard = self.listener.guard
+        host = self._peer_host()
+        refusal = await guard.admit(host, "device-link-stream", "stream token")
+        if self.transport is None:
+            return
+        if refusal is not None:
+            self.listener.refused += 1
+            self.transport.abort()
+            return
         channel = self.listener.pending.pop(token, None)
         if channel is None or channel.closed:
-            self._refuse("unknown or used token")
+            self.listener.refused += 1
+            await guard.refused(host, "device-link-stream", f"token {mask(token)}", "bad_token")
+            if self.transport is not None:
+                self.transport.abort()
             return
+        guard.succeeded(host)
+        rest, self._buf = rest + self._buf, b""
+        self._check = None
+        self.transport.resume_reading()  # nothing is delivered before this method returns
         self.channel = channel
         self.listener.attached += 1
         client: ClientConn = channel.stream_attached(self)

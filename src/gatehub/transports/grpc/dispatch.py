@@ -43,6 +43,7 @@ from gatehub.errors import (
     Unavailable,
 )
 from gatehub.pki import TlsContextProvider
+from gatehub.services.guard import CredentialGuard
 from gatehub.transports.grpc.auth import TokenAuthority, TokenClaims
 from gatehub.transports.grpc.relay import ConnInfo, TlsRelay
 
@@ -93,12 +94,19 @@ class Call:
 class Gate:
     """Decides whether a call may run (steps 1-2 of the module docstring)."""
 
-    def __init__(self, relay: TlsRelay, provider: TlsContextProvider, tokens: TokenAuthority) -> None:
+    def __init__(
+        self,
+        relay: TlsRelay,
+        provider: TlsContextProvider,
+        tokens: TokenAuthority,
+        guard: CredentialGuard | None = None,
+    ) -> None:
         self.relay = relay
         self.provider = provider
         self.tokens = tokens
+        self.guard = guard if guard is not None else CredentialGuard()
 
-    def enter(self, context: Any, public: bool) -> Call:
+    async def enter(self, context: Any, public: bool) -> Call:
         conn = self.relay.lookup(context.peer())
         if conn is None:
             raise Unauthenticated("connect through the mTLS listener of the master gateway")
@@ -106,6 +114,12 @@ class Gate:
             raise Unauthenticated("the client certificate of this connection has been blacklisted")
         if public:
             return Call(context, conn, None)
+        # the login token is a credential: checked through the guard (back-off, rate-limited logs)
+        return await self.guard.check(
+            conn.host, "grpc", f"certificate {conn.identity.serial}", lambda: self._verify(context, conn)
+        )
+
+    async def _verify(self, context: Any, conn: ConnInfo) -> Call:
         token = ""
         for key, value in context.invocation_metadata() or ():
             if key == "token":
@@ -115,6 +129,12 @@ class Gate:
         if claims.serial != conn.identity.serial:
             raise Unauthenticated("the login token was issued to another client certificate than this connection's")
         return Call(context, conn, claims)
+
+    async def public_refused(self, call: Call, method: str, exc: Unauthenticated) -> None:
+        """A Login/LoginAdmin refused (the certificate sent is not the connection's, ...)."""
+        await self.guard.refused(
+            call.conn.host, "grpc", f"{method} with certificate {call.conn.identity.serial}: {exc.message}", "bad_login"
+        )
 
 
 Unary = Callable[[Any, Call], Awaitable[Message | bytes]]
@@ -127,11 +147,14 @@ def _serialize(msg: Message | bytes) -> bytes:
 
 def _unary(gate: Gate, fn: Unary, public: bool, name: str) -> Callable[[Any, Any], Awaitable[Any]]:
     async def behavior(request: Any, context: Any) -> Any:
+        call: Call | None = None
         try:
-            call = gate.enter(context, public)
+            call = await gate.enter(context, public)
             return await fn(request, call)
         except GatehubError as exc:
-            if not isinstance(exc, DomainError):
+            if public and call is not None and isinstance(exc, Unauthenticated):
+                await gate.public_refused(call, name, exc)
+            elif not isinstance(exc, DomainError):
                 log.error("grpc %s failed: %s", name, exc)
             await abort_with(context, exc)
         return None
@@ -142,7 +165,7 @@ def _unary(gate: Gate, fn: Unary, public: bool, name: str) -> Callable[[Any, Any
 def _streaming(gate: Gate, fn: Streaming, public: bool) -> Callable[[Any, Any], Awaitable[None]]:
     async def behavior(request: Any, context: Any) -> None:
         try:
-            call = gate.enter(context, public)
+            call = await gate.enter(context, public)
             await fn(request, call)
         except GatehubError as exc:
             await abort_with(context, exc)

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from gatehub.errors import GatehubError
 from gatehub.pki import CertificateIdentity, TlsContextProvider, peer_identity
-from gatehub.pki.tlsgate import TlsServer, serve_tls
+from gatehub.pki.tlsgate import RefusalHook, TlsServer, serve_tls
 
 __all__ = ["ConnInfo", "GrpcTlsContexts", "TlsRelay"]
 
@@ -160,10 +160,11 @@ _STREAM_METHODS = (
 class ConnInfo:
     """One client connection: its certificate identity and the live calls on it."""
 
-    __slots__ = ("_down", "calls", "identity", "port", "revoked")
+    __slots__ = ("_down", "calls", "host", "identity", "port", "revoked")
 
-    def __init__(self, identity: CertificateIdentity, port: int, down: _Downstream) -> None:
+    def __init__(self, identity: CertificateIdentity, port: int, down: _Downstream, host: str | None = None) -> None:
         self.identity = identity
+        self.host = host  # the client's address (the credential guard's source)
         self.port = port
         self._down = down
         self.calls: set[RevokeCallback] = set()
@@ -205,7 +206,7 @@ class _Upstream(asyncio.Protocol):
 
 
 class _Downstream(asyncio.Protocol):
-    __slots__ = ("info", "pending", "relay", "task", "transport", "up")
+    __slots__ = ("host", "info", "pending", "relay", "task", "transport", "up")
 
     def __init__(self, relay: TlsRelay) -> None:
         self.relay = relay
@@ -214,17 +215,21 @@ class _Downstream(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.info: ConnInfo | None = None
         self.task: asyncio.Task[None] | None = None
+        self.host: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = stream = _stream_transport(transport)
         ssl_object = stream.get_extra_info("ssl_object")
+        peer = stream.get_extra_info("peername")
+        self.host = str(peer[0]) if isinstance(peer, tuple) and peer else None
         try:
             identity = peer_identity(self.relay.provider.ca, ssl_object)
         except GatehubError as exc:
-            log.info("grpc: refusing %s: %s", stream.get_extra_info("peername"), exc)
+            self.relay.refused(self.host, exc)
             stream.abort()
             return
         if self.relay.provider.is_blacklisted(identity.serial):  # blacklisted during the handshake
+            self.relay.refused(self.host, GatehubError(f"certificate {identity.serial} is revoked (blacklisted)"))
             stream.abort()
             return
         stream.pause_reading()
@@ -245,7 +250,7 @@ class _Downstream(asyncio.Protocol):
             up_transport.close()
             return
         port = up_transport.get_extra_info("sockname")[1]
-        self.info = ConnInfo(identity, port, self)
+        self.info = ConnInfo(identity, port, self, self.host)
         self.relay.connections[port] = self.info
         self.up = up
         for chunk in self.pending:
@@ -311,8 +316,10 @@ class TlsRelay:
         *,
         upstream_host: str = "127.0.0.1",
         close_grace: float = 0.25,
+        on_refused: RefusalHook | None = None,
     ) -> None:
         self.provider = provider
+        self.on_refused = on_refused  # told of every refused handshake or client certificate
         self.contexts = GrpcTlsContexts(provider)
         self.host = host
         self.port = port
@@ -325,11 +332,24 @@ class TlsRelay:
     async def start(self) -> int:
         # own accept loop: a TLS 1.0/1.1 hello gets the protocol_version alert (pki.tlsgate)
         self._server = await serve_tls(
-            lambda: _Downstream(self), self.contexts.outer, self.host, self.port, handshake_timeout=10.0, name="grpc"
+            lambda: _Downstream(self),
+            self.contexts.outer,
+            self.host,
+            self.port,
+            handshake_timeout=10.0,
+            name="grpc",
+            on_refused=self.on_refused,
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         return self.port
+
+    def refused(self, host: str | None, exc: BaseException) -> None:
+        """A client certificate refused after the handshake (unusable, blacklisted meanwhile)."""
+        if self.on_refused is not None:
+            self.on_refused(host, exc)
+        else:
+            log.info("grpc: refusing %s: %s", host, exc)
 
     def lookup(self, peer: str) -> ConnInfo | None:
         """The connection a grpc ``context.peer()`` (``ipv4:127.0.0.1:PORT``) belongs to."""

@@ -60,8 +60,15 @@ class GrpcListener:
             ]
         )
         internal_port = server.add_insecure_port("127.0.0.1:0")
-        relay = TlsRelay(svc.pki, svc.settings.bind_host, svc.settings.grpc_port, internal_port)
-        gate = Gate(relay, svc.pki, self.tokens)
+        guard = svc.guard
+        relay = TlsRelay(
+            svc.pki,
+            svc.settings.bind_host,
+            svc.settings.grpc_port,
+            internal_port,
+            on_refused=lambda host, exc: guard.tls_refused(host, "grpc", exc),
+        )
+        gate = Gate(relay, svc.pki, self.tokens, guard)
         services: list[tuple[Any, object, frozenset[str]]] = [
             (
                 gateway_pb2.DESCRIPTOR.services_by_name["Gateway"],

@@ -34,6 +34,11 @@ class _HubCollector:
         )
         for name, fn in self.ctx.metrics.gauges.items():
             yield GaugeMetricFamily(name, name.replace("_", " "), value=fn())
+        for name, (doc, labels, read) in self.ctx.metrics.counters.items():
+            family = CounterMetricFamily(name, doc, labels=list(labels))
+            for values, value in read():
+                family.add_metric(list(values), value)
+            yield family
 
 
 def create_app(ctx: HubContext) -> FastAPI:

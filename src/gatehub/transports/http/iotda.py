@@ -35,6 +35,7 @@ from gatehub.domain.telemetry import Row, now_ms
 from gatehub.domain.thingmodel import ThingModel
 from gatehub.errors import NotFound, StorageError
 from gatehub.protocols import iotda as p
+from gatehub.services.guard import mask
 from gatehub.store import WriteBatch
 from gatehub.store.tokens import DeviceTokens, TokenRecord, hash_token
 from gatehub.transports.http.context import HubContext
@@ -160,18 +161,27 @@ class IotdaService:
 
     # -- authentication ---------------------------------------------------------------------
 
-    async def authenticate(self, body: bytes) -> bytes:
+    async def authenticate(self, body: bytes, host: str | None = None) -> bytes:
+        """``/v5/device-auth``; ``host`` is the client's address (the credential guard's source)."""
         req = p.parse_auth(body)
+        guard = self.ctx.guard
+        who = f"device {req.device_id}"
+        if await guard.admit(host, "iotda", who) is not None:
+            raise p.IotdaError(p.DEVICE_RATE, detail="Too many failed authentications from this address.")
         try:
             dev = await self.ctx.store.devices.get(None, req.device_id)
         except NotFound:
+            await guard.refused(host, "iotda", f"{who}: unknown device", "bad_credentials")
             raise p.IotdaError(p.AUTH_FAILED) from None
         self.rate_check(dev.id, dev.tenant_id)
         now = self.clock()
         if req.sign_type == 1 and not p.timestamp_is_current(req.timestamp, now, self.skew_hours):
+            await guard.refused(host, "iotda", f"{who}: timestamp not current", "stale_timestamp")
             raise p.IotdaError(p.AUTH_FAILED)
         if not dev.secret or not p.password_matches(dev.secret, req.timestamp, req.password):
+            await guard.refused(host, "iotda", f"{who}: wrong password", "bad_credentials")
             raise p.IotdaError(p.AUTH_FAILED)
+        guard.succeeded(host)
         token, expires_at = await self.tokens.issue(dev.id, now, self.ttl_ms, self.overlap_ms)
         keep = hash_token(token)
         self._supersede(dev.id, now, keep)
@@ -189,9 +199,14 @@ class IotdaService:
         self._tokens[token] = _Cached(rec, time.monotonic())
         self._by_device.setdefault(rec.device_id, set()).add(token)
 
-    async def authorize(self, token: str | None, device_id: str) -> TokenRecord:
-        """The record of a valid token bound to ``device_id``; raises IOTDA.000004."""
+    async def authorize(self, token: str | None, device_id: str, host: str | None = None) -> TokenRecord:
+        """The record of a valid token bound to ``device_id``; raises IOTDA.000004. An unknown
+        token is a guess (it backs ``host`` off); an expired or another device's real one is not."""
+        guard = self.ctx.guard
+        if await guard.admit(host, "iotda", f"device {device_id}") is not None:
+            raise p.IotdaError(p.DEVICE_RATE, detail="Too many invalid access tokens from this address.")
         if not token:
+            await guard.refused(host, "iotda", f"device {device_id}: no access_token", "no_credentials", score=False)
             raise p.IotdaError(p.INVALID_TOKEN)
         c = self._tokens.get(token)
         if c is None or time.monotonic() - c.at > self.cache_s:
@@ -199,11 +214,15 @@ class IotdaService:
             if rec is None:
                 if c is not None:
                     self._forget(token, c.value)
+                await guard.refused(host, "iotda", f"device {device_id}: token {mask(token)}", "bad_token")
                 raise p.IotdaError(p.INVALID_TOKEN)
             self._remember(token, rec)
         else:
             rec = c.value
         if rec.device_id != device_id or not rec.valid_at(self.clock(), self.overlap_ms):
+            await guard.refused(
+                host, "iotda", f"device {device_id}: token expired or not its own", "expired_token", score=False
+            )
             raise p.IotdaError(p.INVALID_TOKEN)
         return rec
 
@@ -317,7 +336,7 @@ class IotdaApp:
             token, length, ctype = _headers(scope)
             p.check_content_type(ctype)
             self._check_length(length)
-            rec = await svc.authorize(token, device_id)
+            rec = await svc.authorize(token, device_id, _client(scope))
             svc.rate_check(device_id, rec.tenant_id)
             body = await _read_body(receive, svc.max_body)
             await svc.report(op, rec, body)
@@ -328,7 +347,7 @@ class IotdaApp:
             _token, length, ctype = _headers(scope)
             p.check_content_type(ctype)
             self._check_length(length)
-            return 200, await svc.authenticate(await _read_body(receive, svc.max_body))
+            return 200, await svc.authenticate(await _read_body(receive, svc.max_body), _client(scope))
         if path == "/v5/openapi.json" and method in ("GET", "HEAD"):
             return 200, self._spec
         return _not_found(path)
@@ -342,6 +361,11 @@ class IotdaApp:
             raise p.invalid("bad Content-Length.") from None
         if n > self.service.max_body:
             raise p.IotdaError(p.TOO_LARGE)
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _headers(scope: Scope) -> tuple[str | None, bytes | None, bytes | None]:
@@ -399,7 +423,15 @@ class IotdaListener:
         self.service = IotdaService(ctx)
         self.app = IotdaApp(self.service)
         tls = ctx.pki.server_context(require_client_cert=False, ask_client_cert=False)
-        self.server = HttpServer(self.app, host, port, ssl_context=tls, name="iotda")
+        guard = ctx.guard
+        self.server = HttpServer(
+            self.app,
+            host,
+            port,
+            ssl_context=tls,
+            name="iotda",
+            on_refused=lambda h, e: guard.tls_refused(h, "iotda", e),
+        )
         self.port = self.server.port
 
     async def start(self) -> None:

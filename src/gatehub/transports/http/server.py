@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from gatehub.pki.tlsgate import TlsServer, serve_tls
+from gatehub.pki.tlsgate import RefusalHook, TlsServer, serve_tls
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,17 @@ class HttpServer:
     """A uvicorn server on a pre-bound socket; ``port`` is known before it starts serving."""
 
     def __init__(
-        self, app: Any, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None, name: str = "http"
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        name: str = "http",
+        on_refused: RefusalHook | None = None,
     ) -> None:
         self.name = name
+        self.on_refused = on_refused  # told of every refused TLS handshake
         self.sock = bind_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
         self.host = host
@@ -74,7 +82,13 @@ class HttpServer:
                 return p
 
             self._tls = await serve_tls(
-                protocol, self._ssl, sock=self.sock, backlog=config.backlog, handshake_timeout=10.0, name=self.name
+                protocol,
+                self._ssl,
+                sock=self.sock,
+                backlog=config.backlog,
+                handshake_timeout=10.0,
+                name=self.name,
+                on_refused=self.on_refused,
             )
         self._task = asyncio.create_task(self.server.main_loop(), name=f"{self.name}-main-loop")
         log.info("%s listening on %s:%d", self.name, self.host, self.port)

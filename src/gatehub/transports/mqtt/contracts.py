@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gatehub.pki import CertificateAuthority
     from gatehub.protocols.mqtt import Connect, Publish, SendResult, ServerConnection, ServerOptions, Subscription
     from gatehub.protocols.mqtt.properties import Properties
+    from gatehub.services.guard import CredentialGuard
     from gatehub.services.ingest import Ingest
     from gatehub.store import Store
     from gatehub.transports.mqtt.auth import AuthRequest, AuthResult, MqttPrincipal
@@ -176,6 +177,8 @@ class SessionHost(Protocol[S_contra]):
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def auth(self) -> Authenticates: ...
+    @property
+    def guard(self) -> CredentialGuard: ...
     @property
     def router(self) -> RouterLike[S_contra]: ...
 

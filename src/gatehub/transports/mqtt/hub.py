@@ -35,6 +35,7 @@ from gatehub.pki import CertificateAuthority, TlsContextProvider
 from gatehub.pki.tlsgate import TlsServer, serve_tls
 from gatehub.protocols.mqtt import OutboundMessage, QueueStats, SendResult, ServerOptions, SessionState
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gatehub.services.guard import CredentialGuard
 from gatehub.services.ingest import Ingest
 from gatehub.services.presence import SessionDirectory, SessionEntry, SessionHandle
 from gatehub.store import Store
@@ -94,6 +95,7 @@ class MqttHub:
         pki: TlsContextProvider | None,
         broker: Dialect,
         presence: SessionDirectory,
+        guard: CredentialGuard | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -123,6 +125,7 @@ class MqttHub:
                 AnonymousAuth(settings.mqtt_anonymous_tenant),
             ]
         )
+        self.guard = guard if guard is not None else CredentialGuard()  # every CONNECT's credential check
         self.router = DialectRouter(broker)
         self.broker = broker
         self.presence = presence
@@ -191,7 +194,14 @@ class MqttHub:
             server = await start_websocket_listener(self, host, port)
         elif ctx is not None:  # own accept loop: a TLS 1.0/1.1 hello gets the protocol_version alert
             server = await serve_tls(
-                lambda: MqttSession(self, name), ctx, host, port, backlog=1024, handshake_timeout=60.0, name="mqtts"
+                lambda: MqttSession(self, name),
+                ctx,
+                host,
+                port,
+                backlog=1024,
+                handshake_timeout=60.0,
+                name="mqtts",
+                on_refused=lambda peer, exc: self.guard.tls_refused(peer, "mqtts", exc),
             )
         else:
             server = await self.loop.create_server(

@@ -30,6 +30,7 @@ from gatehub.protocols.mqtt import (
     Unsubscribe,
 )
 from gatehub.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gatehub.services.guard import REFUSAL_MESSAGES, Refusal, mask
 from gatehub.transports.mqtt.auth import AuthRequest, MqttPrincipal
 from gatehub.transports.mqtt.preauth import PreauthBudget
 
@@ -42,6 +43,22 @@ PAUSE_AT = 2000  # pending acknowledgements before the socket stops being read
 RESUME_AT = 500
 CONNECT_TIMEOUT = 10.0
 FLUSH_AT = 64 * 1024  # deliveries to one client are written in batches of about this many bytes
+
+
+_TRANSPORTS = {"tcp": "mqtt", "tls": "mqtts", "ws": "mqtt-ws"}  # transport names in guard logs and metrics
+
+
+def _identity(ev: Connect) -> str:
+    return f"client {ev.client_id[:64]!r}, user {mask(ev.username)}"
+
+
+def _reason(ev: Connect, code: int, has_cert: bool) -> tuple[str, bool]:
+    """The guard's reason label of a refused CONNECT, and whether it counts as a guess."""
+    if code in (0x80, 0x88):  # the hub failed (storage down): nobody's fault
+        return "server_error", False
+    if ev.username is None and ev.password is None:  # a certificate cannot be guessed: nothing to back off
+        return ("certificate_refused" if has_cert else "no_credentials"), False
+    return ("bad_credentials" if code == 0x86 else "not_authorized"), True
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
@@ -72,6 +89,7 @@ class MqttSession(asyncio.Protocol):
         "listener",
         "peer",
         "peer_cert",
+        "peer_host",
         "principal",
         "taken_over",
         "transport",
@@ -89,6 +107,7 @@ class MqttSession(asyncio.Protocol):
         self.connect: Connect | None = None
         self.client_id: str | None = None
         self.peer: str | None = None
+        self.peer_host: str | None = None  # the client's address, the source the credential guard keys on
         self.peer_cert: CertificateIdentity | None = None
         self._acks: deque[list[Any]] = deque()  # [packet_id, code or awaitable result]
         self._ack_waiters = 0
@@ -116,6 +135,7 @@ class MqttSession(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         if peer:
+            self.peer_host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}" if ":" not in str(peer[0]) else f"[{peer[0]}]:{peer[1]}"
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None and self.hub.ca is not None:
@@ -123,7 +143,7 @@ class MqttSession(asyncio.Protocol):
                 if ssl_object.getpeercert(binary_form=True):
                     self.peer_cert = peer_identity(self.hub.ca, ssl_object)
             except Exception as exc:  # verified by TLS already; a parse failure refuses the client
-                log.warning("unusable client certificate from %s: %s", self.peer, exc)
+                self.hub.guard.tls_refused(self.peer_host, _TRANSPORTS.get(self.listener, "mqtt"), exc)
                 transport.close()
                 return
         self._last_rx = time.monotonic()
@@ -293,16 +313,33 @@ class MqttSession(asyncio.Protocol):
         self.connect = ev
         self.client_id = ev.client_id
         req = AuthRequest(ev.client_id, ev.username, ev.password, ev.protocol_version, self.peer_cert, self.listener)
+        guard = self.hub.guard
+        transport = _TRANSPORTS.get(self.listener, "mqtt")
         try:
-            res = await self.hub.auth.authenticate(req)
+            # the credential guard: a backed-off source waits here, in this connection's task
+            refusal = await guard.admit(self.peer_host, transport, _identity(ev))
             if self.closed or self.conn.should_close:  # gone, or closed meanwhile (pre-auth budget)
                 return
+            if refusal is not None:
+                locked = refusal is Refusal.LOCKED_OUT
+                self.conn.refuse(0x8A if locked else 0x9F, reason_string=REFUSAL_MESSAGES[refusal])
+                self._held = None
+                self._flush()
+                return
+            res = await self.hub.auth.authenticate(req)
             if res.principal is None:
-                log.info("refused %s (%s): %s", self.peer, ev.client_id, res.message)
+                # counted and logged (rate-limited) by the guard; the answer waits out the back-off
+                reason, scored = _reason(ev, res.reason_code, self.peer_cert is not None)
+                await guard.refused(self.peer_host, transport, f"{_identity(ev)}: {res.message}", reason, score=scored)
+                if self.closed or self.conn.should_close:
+                    return
                 self.conn.refuse(res.reason_code, reason_string=res.message or None)
                 self._held = None
                 self._flush()
                 return
+            if self.closed or self.conn.should_close:
+                return
+            guard.succeeded(self.peer_host)
             self.principal = res.principal
             self._preauth_release()
             await self.hub.session_start(self)

@@ -10,6 +10,7 @@ from fastapi import Depends, Query, Request
 from gatehub.domain.model import Device
 from gatehub.domain.permissions import Action, Principal, Resource
 from gatehub.errors import NotFound, Unauthenticated
+from gatehub.services.guard import key_id
 from gatehub.transports.http.context import HubContext
 
 
@@ -23,7 +24,10 @@ async def principal(request: Request) -> Principal:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-    return await hub(request).store.accounts.authenticate(token.strip())
+    ctx, key = hub(request), token.strip()
+    # the credential guard: back-off of a source that keeps sending wrong keys, rate-limited logs
+    host = request.client.host if request.client is not None else None
+    return await ctx.guard.check(host, "rest", f"key {key_id(key)}", lambda: ctx.store.accounts.authenticate(key))
 
 
 Hub = Annotated[HubContext, Depends(hub)]
