@@ -97,6 +97,8 @@ async def attacker(port: int, head: bytes, body: int, closed: list[bool]) -> Non
         writer.write(head)
         sent = 0
         while sent < body:
+            if writer.transport.is_closing():  # the hub closed it (uvloop refuses a write then)
+                break
             writer.write(CHUNK[: min(len(CHUNK), body - sent)])
             sent += len(CHUNK)
             await asyncio.wait_for(writer.drain(), 10)
