@@ -113,6 +113,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_seen = 0
         self._body_over = False
         self._refusal: tuple[int, str] | None = None
+        self._deferred: tuple[int, str] | None = None  # a refusal waiting for earlier responses
         self._head_timer: asyncio.TimerHandle | None = None
         self._lingering = False
         self._linger_left = 0
@@ -131,6 +132,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._deferred is not None:
+            return  # reading is paused until the refusal is sent; this is what was in flight
         if self._lingering:
             self._linger_left -= len(data)
             if self._linger_left <= 0:
@@ -143,14 +146,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 if room <= 0:
                     self._refuse(431, f"Request head larger than {self._max_head} bytes.")
                     return
-                if len(data) <= room:
+                # feed up to the end of this head when it is in sight, so that what follows
+                # (a pipelined request) is counted against its own head
+                end = data.find(b"\r\n\r\n", 0, room)
+                cut = end + 4 if end >= 0 else room
+                if cut >= len(data):
                     self._head_seen += len(data)
                     self.parser.feed_data(data)
                     return
-                piece, data = data[:room], data[room:]
-                self._head_seen += room
+                piece, data = data[:cut], data[cut:]
+                self._head_seen += cut
                 self.parser.feed_data(piece)
-                if self._lingering or self.transport.is_closing():
+                if self._lingering or self._deferred is not None or self.transport.is_closing():
                     return
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -219,8 +226,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.keep_alive = False  # uvicorn then sends ``connection: close`` and closes: lingering
             cycle.transport = _ClosingTransport(self, self.transport)  # type: ignore[assignment]
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        deferred = self._deferred
+        if deferred is not None and not self.pipeline and (self.cycle is None or self.cycle.response_complete):
+            self._deferred = None
+            self._refuse(*deferred)
+
     def _refuse(self, status: int, message: str) -> None:
         if self.transport.is_closing():
+            return
+        if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
+            # pipelined: the answers to the requests before this one go first
+            self._deferred = (status, message)
+            self.flow.pause_reading()
             return
         self.logger.info("%s - refused with %d: %s", self._peer(), status, message)
         self.transport.write(_response(status, message, self.server_state.default_headers))
