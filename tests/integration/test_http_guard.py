@@ -205,3 +205,13 @@ async def test_a_keep_alive_connection_idle_past_the_head_deadline_still_works(s
         await c.send(b"GET / HTTP/1.1\r\n")
         assert await c.closed(TIMEOUT + 3)
         assert time.monotonic() - t0 >= TIMEOUT - 0.1
+
+
+async def test_a_head_begun_in_the_same_segment_as_a_body_has_the_deadline(server: Served) -> None:
+    async with connect(server) as c:
+        t0 = time.monotonic()
+        await c.send(post(b"b" * 100) + b"GET / HTTP/1.1\r\nHost: t\r\n")
+        code, _head, echoed = await c.response()
+        assert code == 200 and echoed == b"100"
+        assert await c.closed(TIMEOUT + 3)
+        assert time.monotonic() - t0 >= TIMEOUT - 0.1

@@ -109,6 +109,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._max_body = lim.max_body_bytes
         self._in_head = True
         self._head_seen = 0
+        self._began = False  # a request has begun and its head is not complete
         self._header_count = 0
         self._body_seen = 0
         self._body_over = False
@@ -153,13 +154,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 if cut >= len(data):
                     self._head_seen += len(data)
                     self.parser.feed_data(data)
-                    return
+                    break
                 piece, data = data[:cut], data[cut:]
                 self._head_seen += cut
                 self.parser.feed_data(piece)
                 if self._lingering or self._deferred is not None or self.transport.is_closing():
                     return
-            self.parser.feed_data(data)
+            else:
+                self.parser.feed_data(data)
+            if self._began and self._head_timer is None and not self._lingering:
+                self._arm_head_timer()  # a head that did not come in one piece: its deadline
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
@@ -178,8 +182,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._header_count = 0
         self._body_seen = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        self._began = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -190,6 +193,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._began = False
         self._cancel_head_timer()
         super().on_headers_complete()
         if self.cycle is None or self.cycle.scope is not self.scope:
