@@ -11,7 +11,7 @@ nothing, or trickles a byte every few seconds, is held forever (slowloris).
 - a **head size** limit: bytes are counted from the first byte of a request until its head is
   complete; the parser is never fed more than ``max_head_bytes`` of one head, and a head that is
   not complete by then is answered ``431`` and the connection closed;
-- a **header count** limit: the ``max_headers + 1``-th header is answered ``431``;
+- a **header count** limit: a head with more than ``max_headers`` fields is answered ``431``;
 - a **head deadline**: a connection that has not completed a request head ``header_timeout``
   seconds after it was accepted (or after the first byte of a later request) is closed; between
   keep-alive requests uvicorn's keep-alive timeout applies as before;
@@ -110,7 +110,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_seen = 0
         self._began = False  # a request has begun and its head is not complete
-        self._header_count = 0
         self._body_seen = 0
         self._body_over = False
         self._refusal: tuple[int, str] | None = None
@@ -180,18 +179,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- parser callbacks ------------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_count = 0
         self._body_seen = 0
         self._began = True
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self._max_headers:
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > self._max_headers:
+            # counted here, not per header: the head size limit already bounds what they hold
             self._refusal = (431, f"More than {self._max_headers} header fields.")
             raise _Refused
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
         self._in_head = False
         self._began = False
         self._cancel_head_timer()
