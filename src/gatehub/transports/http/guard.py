@@ -221,7 +221,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle.response_complete:
             self.linger()
-        elif cycle.keep_alive:
+        elif not isinstance(cycle.transport, _ClosingTransport):
             cycle.keep_alive = False  # uvicorn then sends ``connection: close`` and closes: lingering
             cycle.transport = _ClosingTransport(self, self.transport)  # type: ignore[assignment]
 
