@@ -57,7 +57,7 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/lint-imports --no-cache --config .importlinter
+	$(BIN)/lint-imports --no-cache .importlinter
 
 typecheck: install
 	$(BIN)/mypy

@@ -91,6 +91,23 @@ class Settings(BaseSettings):
     # HTTP API
     http_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body of the REST API")
     http_page_limit: int = Field(1000, ge=1, description="Largest page size of list endpoints")
+    # request limits of the REST and IoTDA listeners (README.md "HTTP limits", docs/iotda.md)
+    http_max_head_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request head (request line + headers) of the REST and IoTDA listeners; 431 beyond",
+    )
+    http_max_headers: int = Field(
+        100, ge=8, le=10_000, description="Most header fields in one request (REST and IoTDA); 431 beyond"
+    )
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a REST/IoTDA connection may take to send a complete request head, "
+        "from its accept or a later request's first byte; then it is closed",
+    )
     sse_queue_size: int = Field(1000, ge=1, description="Events buffered per live-stream client")
     # G-SDK master gateway (gRPC) and certificates (docs/master-gateway.md)
     grpc_token_ttl: int = Field(86400, ge=60, description="Lifetime of a G-SDK login token (JWT), seconds")

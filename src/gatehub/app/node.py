@@ -45,7 +45,7 @@ from gatehub.store import Database, IngestWriter, Store
 from gatehub.store.rpc import RpcCalls
 from gatehub.transports.control import ControlServer
 from gatehub.transports.http.app import create_app
-from gatehub.transports.http.server import HttpServer
+from gatehub.transports.http.server import HttpLimits, HttpServer
 
 if TYPE_CHECKING:
     from gatehub.transports.http.iotda import IotdaListener
@@ -175,7 +175,8 @@ class Node:
                 await comp.start()
                 self.components.append(comp)
         if s.http_port >= 0:
-            self.http = HttpServer(create_app(self.services), s.bind_host, s.http_port)
+            limits = HttpLimits.from_settings(s, s.http_max_body_bytes)
+            self.http = HttpServer(create_app(self.services), s.bind_host, s.http_port, limits=limits)
             await self.http.start()
             self.endpoints.http = self.http.port
 

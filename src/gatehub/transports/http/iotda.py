@@ -41,7 +41,7 @@ from gatehub.store.tokens import DeviceTokens, TokenRecord, hash_token
 from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.iotda_openapi import openapi
 from gatehub.transports.http.iotda_rows import flatten_gateway_batch, flatten_services
-from gatehub.transports.http.server import HttpServer
+from gatehub.transports.http.server import HttpLimits, HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -424,12 +424,14 @@ class IotdaListener:
         self.app = IotdaApp(self.service)
         tls = ctx.pki.server_context(require_client_cert=False, ask_client_cert=False)
         guard = ctx.guard
+        limits = HttpLimits.from_settings(ctx.settings, ctx.settings.iotda_max_body_bytes)
         self.server = HttpServer(
             self.app,
             host,
             port,
             ssl_context=tls,
             name="iotda",
+            limits=limits,
             on_refused=lambda h, e: guard.tls_refused(h, "iotda", e),
         )
         self.port = self.server.port

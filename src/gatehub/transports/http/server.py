@@ -12,6 +12,8 @@ from typing import Any
 import uvicorn
 
 from gatehub.pki.tlsgate import RefusalHook, TlsServer, serve_tls
+from gatehub.transports.http.limits import HttpLimits as HttpLimits
+from gatehub.transports.http.limits import guarded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    """A uvicorn server on a pre-bound socket; ``port`` is known before it starts serving."""
+    """A uvicorn server on a pre-bound socket; ``port`` is known before it starts serving.
+
+    The HTTP backend is uvicorn's httptools protocol with our limits on request heads, header
+    count, head read time and bodies (:mod:`gatehub.transports.http.limits`), chosen explicitly:
+    uvicorn's "auto" picks httptools whenever it is installed, and httptools has none of these
+    limits (``h11_max_incomplete_event_size`` only binds the h11 backend, which is slower)."""
 
     def __init__(
         self,
@@ -41,6 +48,7 @@ class HttpServer:
         ssl_context: ssl.SSLContext | None = None,
         name: str = "http",
         on_refused: RefusalHook | None = None,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.name = name
         self.on_refused = on_refused  # told of every refused TLS handshake
@@ -53,7 +61,7 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
-            h11_max_incomplete_event_size=64 * 1024,
+            http=guarded_protocol(limits or HttpLimits()),
         )
         self._ssl = ssl_context
         self.server = uvicorn.Server(config)
