@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,49 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gatehub.errors import DomainError, GatehubError, StorageError
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a request: the field (``devicePort``, ``source.port``, ``body``) and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str = Field(description="The field, dotted for nested ones; 'body' for the body as a whole")
+    message: str
+    line: int | None = Field(None, description="Malformed JSON: the line (1-based)")
+    column: int | None = Field(None, description="Malformed JSON: the column (1-based)")
+    position: int | None = Field(None, description="Malformed JSON: the character position (0-based)")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="A stable, machine-readable code: invalid_input, not_found, already_exists, ...")
+    message: str = Field(description="What went wrong, for a person")
+    details: list[ErrorDetail] | None = Field(None, description="Validation errors: one entry per problem")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer of the REST API."""
+
+    error: ErrorInfo
+
+
+#: what each error status means on this API (the OpenAPI description of every route says which it answers)
+ERROR_STATUS: dict[int, str] = {
+    400: "Invalid input (code `invalid_input` and the field, or a rule the request breaks)",
+    401: "No API key, or one that is unknown or deleted (`unauthenticated`)",
+    403: "The API key lacks the right for this action (`permission_denied`)",
+    404: "Not found, or not visible to this API key (`not_found`; another tenant's objects are not found)",
+    409: "Conflict: the id or name is taken hub-wide (`already_exists`), or the state does not allow it now",
+    413: "The request body is larger than http_max_body_bytes (`payload_too_large`)",
+    502: "The device answered with an error (RPC `rpc_failed`, thing model `thing_model`)",
+    503: "The database, or a transport this needs, is unavailable here (`unavailable`, `storage_unavailable`)",
+    504: "The device did not answer within the timeout (`rpc_timeout`, `rpc_expired`)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route for these error statuses, each with the error body schema."""
+    return {s: {"model": ErrorBody, "description": ERROR_STATUS[s]} for s in statuses}
 
 
 def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:

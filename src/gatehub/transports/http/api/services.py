@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gatehub.domain.permissions import Action, Resource
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
 from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404, 409, 502, 504))
 
 
 class ServiceIn(BaseModel):
