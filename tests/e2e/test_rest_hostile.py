@@ -82,6 +82,7 @@ def test_big_integers_answer_400(e2e_hub: HubProcess, world: dict[str, Any]) -> 
         ("POST", f"/gateways/{gw}/certificates", {"params": {"tenantId": a}, "json": {"expireAfterYears": BIG}}),
         ("POST", f"/devicelink/{dev}", {"json": {"protocol": "tcp", "devicePort": BIG}}),
         ("POST", "/apikeys", {"json": {"name": "x", "role": "system-admin", "customerId": f"{a}-c"}}),
+        ("POST", "/apikeys", {"json": {"name": "x", "role": "system-admin", "tenantId": a}}),
     ]
     for method, path, kw in cases:
         _error(rest.request(method, path, **kw), 400, "invalid_input")

@@ -36,7 +36,7 @@ from schemathesis.checks import (
 )
 
 from gatehub.app.node import Node
-from tests.conftest import node_settings
+from tests.conftest import RunningHub, node_settings
 
 EXAMPLES = 6  # per operation and generation mode (keeps the test near 30 s on a loaded 2-core box)
 API = "/api/v1"
@@ -195,3 +195,52 @@ async def test_fuzz_rest_api(tmp_path: Path) -> None:
     assert len(operations) >= 55, sorted(operations)
     assert any(k.endswith(" 200") for k in seen) and any(k.endswith(" 201") for k in seen), seen
     assert any(k.endswith(" 400") for k in seen) and any(k.endswith(" 404") for k in seen), seen
+
+
+def _integers(node: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every integer schema under ``node``, with where it is."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            found.append((where, node))
+        for k, v in node.items():
+            found += _integers(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _integers(v, f"{where}[{i}]")
+    return found
+
+
+async def test_openapi_states_bounds_errors_and_the_api_key(hub: RunningHub) -> None:
+    """The description the fuzzer trusts: every integer has both bounds (so no input overflows the
+    64-bit database integers), validation is 400 (no 422 anywhere), every REST operation
+    documents the error statuses with the error body, and API keys are a bearer scheme."""
+    spec = (await hub.client.get("/openapi.json")).json()
+    ints = _integers(spec, "")
+    assert len(ints) > 20
+    for where, schema in ints:
+        assert isinstance(schema.get("minimum"), int) and isinstance(schema.get("maximum"), int), (where, schema)
+        assert -(2**63) <= schema["minimum"] <= schema["maximum"] <= 2**63 - 1, (where, schema)
+    assert '"422"' not in str(spec).replace("'", '"'), "422 is documented somewhere"
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["securitySchemes"] == {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "gatehub API key",
+            "description": spec["components"]["securitySchemes"]["apiKey"]["description"],
+        }
+    }
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    public = {"/api/v1/certificates/crl", "/api/v1/certificates/crl.der", "/api/v1/certificates/ca"}
+    for path, ops in spec["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            want = {"400", "503"} if path in public else {"400", "401", "403", "503"}
+            assert want <= codes, (method, path, sorted(codes))
+            assert (path in public) == ("security" not in op), (method, path)
+            for code in codes - {"200", "201", "202", "204"}:
+                body = op["responses"][code]["content"]["application/json"]["schema"]
+                assert body == error_ref, (method, path, code, body)

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.responses import Response
 
 import gatehub
+from gatehub.domain.telemetry import INT64_MAX, INT64_MIN
 from gatehub.transports.http.api import accounts, catalog, certificates, data, devicelink, rpc, services, topology
 from gatehub.transports.http.api.deps import principal
 from gatehub.transports.http.context import HubContext
@@ -124,7 +125,25 @@ def _openapi_without_422(app: FastAPI) -> None:
             schemas = spec.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
+            _integer_bounds(schemas)
             app.openapi_schema = spec
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _integer_bounds(node: Any) -> None:
+    """FastAPI's OpenAPI model keeps the bounds of body fields as floats, so ``le=2**63 - 1``
+    (a certificate serial) comes out as 2**63, one past what the database stores. Integer bounds
+    go back to integers; no bound of this API is beyond 64 bits, so one that rounded past them
+    is the 64-bit limit it was written as."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for k in ("minimum", "maximum"):
+                if isinstance(node.get(k), float):
+                    node[k] = max(INT64_MIN, min(INT64_MAX, int(node[k])))
+        for v in node.values():
+            _integer_bounds(v)
+    elif isinstance(node, list):
+        for v in node:
+            _integer_bounds(v)

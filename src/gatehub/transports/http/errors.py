@@ -31,9 +31,9 @@ class ErrorDetail(BaseModel):
 
     field: str = Field(description="The field, dotted for nested ones; 'body' for the body as a whole")
     message: str
-    line: int | None = Field(None, description="Malformed JSON: the line (1-based)")
-    column: int | None = Field(None, description="Malformed JSON: the column (1-based)")
-    position: int | None = Field(None, description="Malformed JSON: the character position (0-based)")
+    line: int | None = Field(None, ge=1, le=2**31 - 1, description="Malformed JSON: the line (1-based)")
+    column: int | None = Field(None, ge=1, le=2**31 - 1, description="Malformed JSON: the column (1-based)")
+    position: int | None = Field(None, ge=0, le=2**31 - 1, description="Malformed JSON: the position (0-based)")
 
 
 class ErrorInfo(BaseModel):

@@ -102,8 +102,10 @@ async def create_api_key(body: ApiKeyIn, hub: Hub, p: Caller) -> dict[str, Any]:
     if body.role is Role.SYSTEM_ADMIN:
         if not p.is_system:
             raise PermissionDenied("only a system administrator can create system-admin keys")
-        if body.customer_id is not None:
-            raise InvalidInput("a system-admin key belongs to no tenant and no customer: leave out customerId")
+        if body.customer_id is not None or body.tenant_id is not None:
+            raise InvalidInput(
+                "a system-admin key belongs to no tenant and no customer: leave out tenantId and customerId"
+            )
         tenant_id = None
     else:
         tenant_id = p.scope_tenant(body.tenant_id)
