@@ -120,6 +120,12 @@ def test_wrong_methods_and_nonsense_bodies(e2e_hub: HubProcess, world: dict[str,
     for path in ("/certificates/blacklist", "/certificates/tenant"):
         _error(rest.get(path), 405, "method_not_allowed")
     _error(rest.get("/certificates/not-a-serial"), 404, "not_found")
+    # an empty id is not "no id" (it reached the database as a gateway id: 503 storage_unavailable)
+    _error(rest.patch(f"/devices/{a}-d", json={"parentId": ""}), 400, "invalid_input")
+    _error(
+        rest.post("/devices", params={"tenantId": a}, json={"name": "e", "productId": f"{a}-dir", "customerId": ""}),
+        400,
+    )
     for body in (b"[]", b'{"deviceName": "x"}', b'[{"name": "x"}]'):
         for headers in ({}, {"content-type": "text/csv"}):
             _error(rest.post(f"/products/{a}-dir/whitelist", content=body, headers=headers), 400, "invalid_input")

@@ -34,8 +34,8 @@ class CustomerIn(Strict):
 class ApiKeyIn(Strict):
     name: str = Field(min_length=1, max_length=255)
     role: Role = Role.VIEWER
-    tenant_id: str | None = Field(None, alias="tenantId")
-    customer_id: str | None = Field(None, alias="customerId")
+    tenant_id: str | None = Field(None, alias="tenantId", min_length=1, max_length=128)
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
     permissions: dict[str, list[str]] | None = None
 
 

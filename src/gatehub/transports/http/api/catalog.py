@@ -40,16 +40,16 @@ class DeviceIn(Strict):
     name: str = Field(min_length=1, max_length=255)
     product_id: str = Field(alias="productId", min_length=1, max_length=128)
     id: str | None = Field(None, min_length=1, max_length=128)
-    parent_id: str | None = Field(None, alias="parentId")
+    parent_id: str | None = Field(None, alias="parentId", min_length=1, max_length=128)
     access_token: str | None = Field(None, alias="accessToken", min_length=1, max_length=256)
     secret: str | None = Field(None, min_length=8, max_length=128)
-    customer_id: str | None = Field(None, alias="customerId")
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
 
 
 class DevicePatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=255)
-    parent_id: str | None = Field(None, alias="parentId")
-    customer_id: str | None = Field(None, alias="customerId")
+    parent_id: str | None = Field(None, alias="parentId", min_length=1, max_length=128)
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
 
 
 def product_json(p: Product, with_secret: bool) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class CertificateIn(Strict):
 
 
 class TenantCertificateIn(CertificateIn):
-    tenant_id: str | None = Field(None, alias="tenantId")
+    tenant_id: str | None = Field(None, alias="tenantId", min_length=1, max_length=128)
 
 
 class SerialsIn(Strict):

@@ -43,7 +43,7 @@ class ClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     secret_key: str = Field("", alias="secretKey", max_length=255)
-    customer_id: str | None = Field(None, alias="customerId")
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
 
 
 @router.post("/devices/{device_id}/rpc", tags=["rpc"], responses=error_responses(502, 504))

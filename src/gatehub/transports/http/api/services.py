@@ -27,6 +27,13 @@ from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.errors import error_responses
 
 router = APIRouter(responses=error_responses(404, 409, 502, 504))
+#: ``"wait": false``: the call was sent, its reply comes later (``GET /rpc/{rpcId}``)
+SENT: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Sent without waiting (`wait: false`): `{rpcId, status}`",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 class ServiceIn(BaseModel):
@@ -43,13 +50,13 @@ async def _invoke(hub: HubContext, p: Any, device_id: str, identifier: str, body
     return JSONResponse(res.public(), status_code=200 if body.wait else 202)
 
 
-@router.post("/devices/{device_id}/services/{identifier}", tags=["things"])
+@router.post("/devices/{device_id}/services/{identifier}", tags=["things"], responses=SENT)
 async def invoke_service(device_id: str, identifier: str, body: ServiceIn, hub: Hub, p: Caller) -> JSONResponse:
     """Invoke a thing-model service of a device and return its reply."""
     return await _invoke(hub, p, device_id, identifier, body)
 
 
-@router.post("/devices/{device_id}/properties/set", tags=["things"])
+@router.post("/devices/{device_id}/properties/set", tags=["things"], responses=SENT)
 async def set_properties(device_id: str, body: ServiceIn, hub: Hub, p: Caller) -> JSONResponse:
     """Set writable properties of a device (thing model ``accessMode`` rw) and return its reply."""
     return await _invoke(hub, p, device_id, "property/set", body)
