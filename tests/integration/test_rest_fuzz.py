@@ -244,3 +244,24 @@ async def test_openapi_states_bounds_errors_and_the_api_key(hub: RunningHub) -> 
             for code in codes - {"200", "201", "202", "204"}:
                 body = op["responses"][code]["content"]["application/json"]["schema"]
                 assert body == error_ref, (method, path, code, body)
+
+    # the security scheme is the one the API checks: every operation that declares it answers
+    # 401 without a key and with a key of another scheme, and none that does not declare it does
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as anon:
+        for path, ops in spec["paths"].items():
+            if not path.startswith("/api/v1/"):
+                continue
+            url = path.replace("{serial}", "1")
+            for name in ("device_id", "gateway_id", "product_id", "tenant_id", "key_id", "rpc_id", "scope"):
+                url = url.replace("{" + name + "}", "shared" if name == "scope" else "x")
+            url = url.replace("{identifier}", "x").replace("{device_identifier}", "x")
+            url = url.replace("{device_link_token}", "x")
+            assert "{" not in url, url
+            for method, op in ops.items():
+                for headers in ({}, {"Authorization": f"Basic {hub.admin_key}"}):
+                    r = await anon.request(method, url, headers=headers)
+                    if "security" in op:
+                        assert r.status_code == 401, (method, url, r.status_code, r.text)
+                        assert r.json()["error"]["code"] == "unauthenticated"
+                    else:
+                        assert r.status_code == 200, (method, url, r.status_code, r.text)

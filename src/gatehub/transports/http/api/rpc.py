@@ -15,12 +15,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatehub.domain.permissions import Action, Resource
 from gatehub.domain.rpc import RpcStatus
 from gatehub.domain.telemetry import TS_MAX
 from gatehub.errors import InvalidInput
+from gatehub.transports.http.api.bounds import storable_json
 from gatehub.transports.http.api.deps import Caller, Hub, Paging, device_for
 from gatehub.transports.http.errors import error_responses
 
@@ -37,6 +38,8 @@ class RpcIn(BaseModel):
     persistent: bool = False
     expiration_time: int | None = Field(None, alias="expirationTime", ge=0, le=TS_MAX, description="ms since the epoch")
     expiration: int | None = Field(None, ge=0, le=TS_MAX, description="alias of expirationTime")
+
+    _params = field_validator("params")(storable_json)
 
 
 class ClaimIn(BaseModel):

@@ -19,9 +19,10 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatehub.domain.permissions import Action, Resource
+from gatehub.transports.http.api.bounds import storable_json
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
 from gatehub.transports.http.context import HubContext
 from gatehub.transports.http.errors import error_responses
@@ -42,6 +43,8 @@ class ServiceIn(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: int | None = Field(None, ge=100, le=600_000, description="ms to wait for the reply")
     wait: bool = True
+
+    _params = field_validator("params")(storable_json)
 
 
 async def _invoke(hub: HubContext, p: Any, device_id: str, identifier: str, body: ServiceIn) -> JSONResponse:
