@@ -135,6 +135,13 @@ def test_wrong_methods_and_nonsense_bodies(e2e_hub: HubProcess, world: dict[str,
     _error(rest.post(f"/products/{a}-dir/whitelist", content=b"bad\x01name\n"), 400, "invalid_input")
     names = [d["name"] for d in rest.get("/devices", params={"tenantId": a}).json()["items"]]
     assert not any(n.startswith(("[", "{")) for n in names), names
+    # NUL characters (which PostgreSQL cannot store: a 503 from the database there)
+    _error(rest.get(f"/devices/{a}-d%00x"), 400, "invalid_input")
+    _error(rest.get("/products", params={"tenantId": f"{a}\x00"}), 400, "invalid_input")
+    _error(rest.post(f"/devices/{a}-d/telemetry", content=b'{"k": "a\\u0000b"}'), 400, "invalid_input")
+    _error(rest.post(f"/products/{a}-dir/whitelist", content=b"nul\x00name\n"), 400, "invalid_input")
+    r = rest.post(f"/devices/{a}-d/telemetry", content=b'{"k": "a\\\\u0000b"}')  # a backslash, then "u0000"
+    assert r.status_code == 200, r.text
     r = rest.post(f"/products/{a}-dir/whitelist", content=b"ok-1\n", headers={"content-type": "text/csv"})
     assert r.status_code == 200 and [d["name"] for d in r.json()["created"]] == ["ok-1"], r.text
     assert "Traceback" not in e2e_hub.stderr(), e2e_hub.stderr()[-4000:]

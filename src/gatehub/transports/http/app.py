@@ -18,7 +18,14 @@ from gatehub.domain.telemetry import INT64_MAX, INT64_MIN
 from gatehub.transports.http.api import accounts, catalog, certificates, data, devicelink, rpc, services, topology
 from gatehub.transports.http.api.deps import principal
 from gatehub.transports.http.context import HubContext
-from gatehub.transports.http.errors import ERROR_STATUS, BodyLimit, ErrorBody, JsonByDefault, install_error_handlers
+from gatehub.transports.http.errors import (
+    ERROR_STATUS,
+    BodyLimit,
+    ErrorBody,
+    JsonByDefault,
+    RefuseNul,
+    install_error_handlers,
+)
 
 DESCRIPTION = """Management API of a gatehub node. Authenticate with `Authorization: Bearer <API key>`.
 
@@ -84,6 +91,7 @@ def create_app(ctx: HubContext) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(RefuseNul)
     app.add_middleware(JsonByDefault)
     app.add_middleware(BodyLimit, limit=ctx.settings.http_max_body_bytes)
     return app
