@@ -137,11 +137,12 @@ async def test_other_tenant_cannot_read_anything(hub: RunningHub) -> None:
             "/devices/subB/attributes/server",
         ):
             r = await a.get(API + path)
-            _assert_error(r, (403, 404))
+            _assert_error(r, (404,), "not_found")  # not found, never "forbidden" (which would say it exists)
             assert "20.5" not in r.text and "hall" not in r.text
-        # listing B explicitly is forbidden
+        # listing B explicitly: B is not found for A (the same answer as for a tenant that does not exist)
         for path in ("/products", "/devices", "/gateways", "/customers", "/events"):
-            _assert_error(await a.get(f"{API}{path}?tenantId=B"), (403,), "permission_denied")
+            _assert_error(await a.get(f"{API}{path}?tenantId=B"), (404,), "not_found")
+            _assert_error(await a.get(f"{API}{path}?tenantId=nobody"), (404,), "not_found")
         # plain lists show A's items only
         tenants = await _ok(await a.get(f"{API}/tenants"))
         assert [t["id"] for t in tenants["items"]] == ["A"] and tenants["total"] == 1
@@ -253,8 +254,8 @@ class Sse:
 async def test_event_stream_is_scoped_to_the_tenant(hub: RunningHub) -> None:
     w = await build_world(hub)
     async with hub.as_key(w.a_admin) as a:
-        _assert_error(await a.get(f"{API}/events/stream?tenantId=B"), (403,), "permission_denied")
-        _assert_error(await a.get(f"{API}/events/stream?deviceId=subB"), (403, 404))
+        _assert_error(await a.get(f"{API}/events/stream?tenantId=B"), (404,), "not_found")
+        _assert_error(await a.get(f"{API}/events/stream?deviceId=subB"), (404,), "not_found")
         async with a.stream("GET", f"{API}/events/stream?types=telemetry") as resp:
             assert resp.status_code == 200
             assert resp.headers["content-type"].startswith("text/event-stream")

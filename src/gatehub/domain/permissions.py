@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gatehub.errors import InvalidInput, PermissionDenied
+from gatehub.errors import InvalidInput, NotFound, PermissionDenied
 
 
 class Action(StrEnum):
@@ -108,15 +108,16 @@ class Principal:
         if self.is_system:
             return
         if self.tenant_id != tenant_id:
-            raise PermissionDenied("this API key belongs to another tenant")
+            raise NotFound(f"tenant {tenant_id} not found")
 
     def scope_tenant(self, requested: str | None) -> str:
-        """The tenant a tenant-scoped request acts in: the key's own, or for admins the one asked."""
+        """The tenant a tenant-scoped request acts in: the key's own, or for admins the one asked.
+        Any other tenant is not found for a tenant key (the same answer whether it exists or not)."""
         if self.is_system:
             if not requested:
                 raise InvalidInput("a system administrator must name the tenant (tenantId)")
             return requested
         assert self.tenant_id is not None
         if requested and requested != self.tenant_id:
-            raise PermissionDenied("this API key belongs to another tenant")
+            raise NotFound(f"tenant {requested} not found")
         return self.tenant_id

@@ -125,7 +125,8 @@ class Accounts:
         if tenant_id is not None:
             await self.get_tenant(tenant_id)
         if customer_id is not None:
-            assert tenant_id is not None
+            if tenant_id is None:
+                raise InvalidInput("a system-admin key belongs to no customer")
             await self.get_customer(tenant_id, customer_id)
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(24)

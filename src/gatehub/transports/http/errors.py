@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,49 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gatehub.errors import DomainError, GatehubError, StorageError
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a request: the field (``devicePort``, ``source.port``, ``body``) and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str = Field(description="The field, dotted for nested ones; 'body' for the body as a whole")
+    message: str
+    line: int | None = Field(None, ge=1, le=2**31 - 1, description="Malformed JSON: the line (1-based)")
+    column: int | None = Field(None, ge=1, le=2**31 - 1, description="Malformed JSON: the column (1-based)")
+    position: int | None = Field(None, ge=0, le=2**31 - 1, description="Malformed JSON: the position (0-based)")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="A stable, machine-readable code: invalid_input, not_found, already_exists, ...")
+    message: str = Field(description="What went wrong, for a person")
+    details: list[ErrorDetail] | None = Field(None, description="Validation errors: one entry per problem")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer of the REST API."""
+
+    error: ErrorInfo
+
+
+#: what each error status means on this API (the OpenAPI description of every route says which it answers)
+ERROR_STATUS: dict[int, str] = {
+    400: "Invalid input (code `invalid_input` and the field, or a rule the request breaks)",
+    401: "No API key, or one that is unknown or deleted (`unauthenticated`)",
+    403: "The API key lacks the right for this action (`permission_denied`)",
+    404: "Not found, or not visible to this API key (`not_found`; another tenant's objects are not found)",
+    409: "Conflict: the id or name is taken hub-wide (`already_exists`), or the state does not allow it now",
+    413: "The request body is larger than http_max_body_bytes (`payload_too_large`)",
+    502: "The device answered with an error (RPC `rpc_failed`, thing model `thing_model`)",
+    503: "The database, or a transport this needs, is unavailable here (`unavailable`, `storage_unavailable`)",
+    504: "The device did not answer within the timeout (`rpc_timeout`, `rpc_expired`)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route for these error statuses, each with the error body schema."""
+    return {s: {"model": ErrorBody, "description": ERROR_STATUS[s]} for s in statuses}
 
 
 def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
@@ -190,3 +234,65 @@ class JsonByDefault:
                 kept = [(k, v) for k, v in headers if k != b"content-type"]
                 scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
+
+
+class RefuseNul:
+    """Refuse NUL characters in the path, the query and the body of ``/api/`` requests with 400:
+    no id, name or value of the API holds one, and PostgreSQL cannot store them (the request
+    would end in the database's error, answered 503). A JSON body carries NUL as the escape
+    ``\\u0000``; one preceded by an odd number of backslashes is a literal backslash, not a NUL.
+    The body is read whole here (BodyLimit, outside, bounds it) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"")
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+            await _nul(scope, receive, send, "the path or the query")
+            return
+        chunks: list[bytes] = []
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away before its body came
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if _has_nul(body):
+            await _nul(scope, receive, send, "the body")
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _has_nul(body: bytes) -> bool:
+    if b"\x00" in body:
+        return True
+    at = body.find(b"\\u0000")
+    while at >= 0:
+        slashes = 0
+        while at - slashes - 1 >= 0 and body[at - slashes - 1] == 0x5C:
+            slashes += 1
+        if slashes % 2 == 0:
+            return True
+        at = body.find(b"\\u0000", at + 1)
+    return False
+
+
+async def _nul(scope: Scope, receive: Receive, send: Send, where: str) -> None:
+    msg = f"NUL characters (U+0000) are not accepted in {where}"
+    await error_response(400, "invalid_input", msg, [{"field": "request", "message": msg}])(scope, receive, send)

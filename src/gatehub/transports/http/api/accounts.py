@@ -8,10 +8,13 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatehub.domain.permissions import ROLE_RIGHTS, Action, Resource, Role, parse_permissions
-from gatehub.errors import NotFound, PermissionDenied
+from gatehub.errors import InvalidInput, NotFound, PermissionDenied
 from gatehub.transports.http.api.deps import Caller, Hub, Paging
+from gatehub.transports.http.errors import error_responses
 
 router = APIRouter()
+NF = error_responses(404)
+TAKEN = error_responses(404, 409)
 
 
 class Strict(BaseModel):
@@ -31,8 +34,8 @@ class CustomerIn(Strict):
 class ApiKeyIn(Strict):
     name: str = Field(min_length=1, max_length=255)
     role: Role = Role.VIEWER
-    tenant_id: str | None = Field(None, alias="tenantId")
-    customer_id: str | None = Field(None, alias="customerId")
+    tenant_id: str | None = Field(None, alias="tenantId", min_length=1, max_length=128)
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
     permissions: dict[str, list[str]] | None = None
 
 
@@ -40,13 +43,13 @@ def _tenant(t: Any) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "createdAt": t.created_at}
 
 
-@router.post("/tenants", status_code=201, tags=["tenants"])
+@router.post("/tenants", status_code=201, tags=["tenants"], responses=error_responses(409))
 async def create_tenant(body: TenantIn, hub: Hub, p: Caller) -> dict[str, Any]:
     p.require(Resource.TENANT, Action.CREATE)
     return _tenant(await hub.store.accounts.create_tenant(body.id, body.name))
 
 
-@router.get("/tenants", tags=["tenants"])
+@router.get("/tenants", tags=["tenants"], responses=NF)
 async def list_tenants(hub: Hub, p: Caller, pg: Paging) -> dict[str, Any]:
     p.require(Resource.TENANT, Action.READ)
     if not p.is_system:
@@ -57,7 +60,7 @@ async def list_tenants(hub: Hub, p: Caller, pg: Paging) -> dict[str, Any]:
     return {"items": [_tenant(t) for t in items], "total": total}
 
 
-@router.get("/tenants/{tenant_id}", tags=["tenants"])
+@router.get("/tenants/{tenant_id}", tags=["tenants"], responses=NF)
 async def get_tenant(tenant_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     p.require(Resource.TENANT, Action.READ)
     if not p.is_system and p.tenant_id != tenant_id:
@@ -65,14 +68,14 @@ async def get_tenant(tenant_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     return _tenant(await hub.store.accounts.get_tenant(tenant_id))
 
 
-@router.delete("/tenants/{tenant_id}", status_code=204, tags=["tenants"])
+@router.delete("/tenants/{tenant_id}", status_code=204, tags=["tenants"], responses=NF)
 async def delete_tenant(tenant_id: str, hub: Hub, p: Caller) -> Response:
     p.require(Resource.TENANT, Action.DELETE)
     await hub.store.accounts.delete_tenant(tenant_id)  # publishes the tenant-deleted event
     return Response(status_code=204)
 
 
-@router.post("/customers", status_code=201, tags=["customers"])
+@router.post("/customers", status_code=201, tags=["customers"], responses=TAKEN)
 async def create_customer(
     body: CustomerIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
 ) -> dict[str, Any]:
@@ -82,7 +85,7 @@ async def create_customer(
     return {"id": c.id, "tenantId": c.tenant_id, "name": c.name, "createdAt": c.created_at}
 
 
-@router.get("/customers", tags=["customers"])
+@router.get("/customers", tags=["customers"], responses=NF)
 async def list_customers(hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")) -> dict[str, Any]:
     p.require(Resource.CUSTOMER, Action.READ)
     tid = p.scope_tenant(tenant_id)
@@ -93,12 +96,16 @@ async def list_customers(hub: Hub, p: Caller, tenant_id: str | None = Query(None
     }
 
 
-@router.post("/apikeys", status_code=201, tags=["apikeys"])
+@router.post("/apikeys", status_code=201, tags=["apikeys"], responses=NF)
 async def create_api_key(body: ApiKeyIn, hub: Hub, p: Caller) -> dict[str, Any]:
     p.require(Resource.APIKEY, Action.CREATE)
     if body.role is Role.SYSTEM_ADMIN:
         if not p.is_system:
             raise PermissionDenied("only a system administrator can create system-admin keys")
+        if body.customer_id is not None or body.tenant_id is not None:
+            raise InvalidInput(
+                "a system-admin key belongs to no tenant and no customer: leave out tenantId and customerId"
+            )
         tenant_id = None
     else:
         tenant_id = p.scope_tenant(body.tenant_id)
@@ -125,7 +132,7 @@ async def list_api_keys(hub: Hub, p: Caller, tenant_id: str | None = Query(None,
     return {"items": items, "total": len(items)}
 
 
-@router.delete("/apikeys/{key_id}", status_code=204, tags=["apikeys"])
+@router.delete("/apikeys/{key_id}", status_code=204, tags=["apikeys"], responses=NF)
 async def delete_api_key(key_id: str, hub: Hub, p: Caller) -> Response:
     p.require(Resource.APIKEY, Action.DELETE)
     info = await hub.store.accounts.get_api_key(key_id)

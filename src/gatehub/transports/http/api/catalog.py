@@ -14,8 +14,10 @@ from gatehub.store import DeviceFilter
 from gatehub.transports.http.api.accounts import Strict
 from gatehub.transports.http.api.deps import Caller, Hub, Paging, device_for
 from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404))
+TAKEN = error_responses(409)
 
 
 class ProductIn(Strict):
@@ -38,16 +40,16 @@ class DeviceIn(Strict):
     name: str = Field(min_length=1, max_length=255)
     product_id: str = Field(alias="productId", min_length=1, max_length=128)
     id: str | None = Field(None, min_length=1, max_length=128)
-    parent_id: str | None = Field(None, alias="parentId")
+    parent_id: str | None = Field(None, alias="parentId", min_length=1, max_length=128)
     access_token: str | None = Field(None, alias="accessToken", min_length=1, max_length=256)
     secret: str | None = Field(None, min_length=8, max_length=128)
-    customer_id: str | None = Field(None, alias="customerId")
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
 
 
 class DevicePatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=255)
-    parent_id: str | None = Field(None, alias="parentId")
-    customer_id: str | None = Field(None, alias="customerId")
+    parent_id: str | None = Field(None, alias="parentId", min_length=1, max_length=128)
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
 
 
 def product_json(p: Product, with_secret: bool) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def product_json(p: Product, with_secret: bool) -> dict[str, Any]:
     return out
 
 
-@router.post("/products", status_code=201, tags=["products"])
+@router.post("/products", status_code=201, tags=["products"], responses=TAKEN)
 async def create_product(
     body: ProductIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
 ) -> dict[str, Any]:
@@ -101,7 +103,7 @@ async def get_product(product_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     return product_json(prod, p.can(Resource.PRODUCT, Action.UPDATE))
 
 
-@router.patch("/products/{product_id}", tags=["products"])
+@router.patch("/products/{product_id}", tags=["products"], responses=TAKEN)
 async def update_product(product_id: str, body: ProductPatch, hub: Hub, p: Caller) -> dict[str, Any]:
     p.require(Resource.PRODUCT, Action.UPDATE)
     prod = await hub.store.catalog.get_product(None if p.is_system else p.tenant_id, product_id)
@@ -109,7 +111,7 @@ async def update_product(product_id: str, body: ProductPatch, hub: Hub, p: Calle
     return product_json(prod, True)
 
 
-@router.delete("/products/{product_id}", status_code=204, tags=["products"])
+@router.delete("/products/{product_id}", status_code=204, tags=["products"], responses=TAKEN)
 async def delete_product(product_id: str, hub: Hub, p: Caller) -> Response:
     p.require(Resource.PRODUCT, Action.DELETE)
     prod = await hub.store.catalog.get_product(None if p.is_system else p.tenant_id, product_id)
@@ -171,7 +173,7 @@ async def _list(
     return {"items": [_dev_json(d, p) for d in items], "total": total, "offset": pg.offset, "limit": pg.limit}
 
 
-@router.post("/devices", status_code=201, tags=["devices"])
+@router.post("/devices", status_code=201, tags=["devices"], responses=TAKEN)
 async def create_device(
     body: DeviceIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
 ) -> dict[str, Any]:
@@ -201,7 +203,7 @@ async def get_device(device_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     return _dev_json(await device_for(hub, p, device_id, Resource.DEVICE, Action.READ), p)
 
 
-@router.patch("/devices/{device_id}", tags=["devices"])
+@router.patch("/devices/{device_id}", tags=["devices"], responses=TAKEN)
 async def update_device(device_id: str, body: DevicePatch, hub: Hub, p: Caller) -> dict[str, Any]:
     dev = await device_for(hub, p, device_id, Resource.DEVICE, Action.UPDATE)
     fields = body.model_fields_set
@@ -225,7 +227,7 @@ async def delete_device(device_id: str, hub: Hub, p: Caller) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/gateways", status_code=201, tags=["gateways"])
+@router.post("/gateways", status_code=201, tags=["gateways"], responses=TAKEN)
 async def create_gateway(
     body: DeviceIn, hub: Hub, p: Caller, tenant_id: str | None = Query(None, alias="tenantId")
 ) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 ``GET /certificates/crl`` (PEM) and ``/certificates/crl.der`` serve the CRL the TLS listeners
 check handshakes against now (rebuilt on every blacklist change); they and ``/certificates/ca``
-need no API key. Everything else is scoped to the caller's tenant like the rest of the API.
+need no API key. Everything else is scoped to the caller's tenant like the rest of the API:
+another tenant's certificates and gateways are not found (404), and a certificate for a gateway
+id that another tenant's device has is refused like any taken id (409 ``already_exists``,
+"device id X is taken": device ids are unique across the hub).
 Status changes of gateways stream at ``/events/stream?types=status``.
 """
 
@@ -10,21 +13,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import Field
 
+from gatehub.domain.model import check_id
 from gatehub.domain.permissions import Action, Principal, Resource
-from gatehub.errors import NotFound, Unavailable
-from gatehub.pki import IssuedCertificate, PKIName
+from gatehub.domain.telemetry import INT64_MAX
+from gatehub.errors import AlreadyExists, NotFound, Unavailable
+from gatehub.pki import CertKind, IssuedCertificate, PKIName
 from gatehub.services.registry import GatewayRegistry
 from gatehub.store.certificates import CertRecord
 from gatehub.transports.http.api.accounts import Strict
 from gatehub.transports.http.api.deps import Caller, Hub
 from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404))
 
 PEM = "application/x-pem-file"
+#: a certificate serial number: positive, 63 bits (as the hub issues them and the database stores them)
+Serial = Annotated[int, Path(ge=1, le=INT64_MAX, description="Certificate serial number (serialNO)")]
+SerialNo = Annotated[int, Field(ge=1, le=INT64_MAX)]
+
+
+def _body_of(media_type: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {media_type: {"schema": {"type": "string"}}}, "description": "Successful Response"}}
 
 
 class PKINameIn(Strict):
@@ -45,11 +58,11 @@ class CertificateIn(Strict):
 
 
 class TenantCertificateIn(CertificateIn):
-    tenant_id: str | None = Field(None, alias="tenantId")
+    tenant_id: str | None = Field(None, alias="tenantId", min_length=1, max_length=128)
 
 
 class SerialsIn(Strict):
-    serial_nos: list[int] = Field(alias="serialNOs", min_length=1, max_length=1000)
+    serial_nos: list[SerialNo] = Field(alias="serialNOs", min_length=1, max_length=1000)
 
 
 def _registry(hub: HubContext) -> GatewayRegistry:
@@ -76,7 +89,7 @@ def _visible(p: Principal, r: CertRecord) -> bool:
 # -- public: CA and CRL ------------------------------------------------------------------------
 
 
-@router.get("/certificates/crl", tags=["certificates"], response_class=Response)
+@router.get("/certificates/crl", tags=["certificates"], response_class=Response, responses=_body_of(PEM))
 async def crl_pem(hub: Hub) -> Response:
     """The current CRL of the hub CA (PEM), as every TLS listener checks handshakes against it."""
     if hub.pki is None:
@@ -84,7 +97,12 @@ async def crl_pem(hub: Hub) -> Response:
     return Response(hub.pki.crl.pem, media_type=PEM, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/certificates/crl.der", tags=["certificates"], response_class=Response)
+@router.get(
+    "/certificates/crl.der",
+    tags=["certificates"],
+    response_class=Response,
+    responses=_body_of("application/pkix-crl"),
+)
 async def crl_der(hub: Hub) -> Response:
     """The current CRL in DER (``application/pkix-crl``)."""
     if hub.pki is None:
@@ -92,7 +110,7 @@ async def crl_der(hub: Hub) -> Response:
     return Response(hub.pki.crl.der, media_type="application/pkix-crl", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/certificates/ca", tags=["certificates"], response_class=Response)
+@router.get("/certificates/ca", tags=["certificates"], response_class=Response, responses=_body_of(PEM))
 async def ca_pem(hub: Hub) -> Response:
     """The hub CA certificate (PEM): what gateways and clients trust."""
     if hub.pki is None:
@@ -129,14 +147,16 @@ async def _record(hub: HubContext, p: Principal, serial: int) -> CertRecord:
     return rec
 
 
-@router.get("/certificates/{serial}", tags=["certificates"])
-async def get_certificate(serial: int, hub: Hub, p: Caller) -> dict[str, Any]:
+# {serial:int}: only digits are a serial, so /certificates/blacklist and /certificates/tenant are
+# never taken for one (a wrong method there answers 405, not a 400 about the serial)
+@router.get("/certificates/{serial:int}", tags=["certificates"])
+async def get_certificate(serial: Serial, hub: Hub, p: Caller) -> dict[str, Any]:
     p.require(Resource.CERTIFICATE, Action.READ)
     return (await _record(hub, p, serial)).public()
 
 
-@router.put("/certificates/{serial}/blacklist", tags=["certificates"])
-async def blacklist_certificate(serial: int, hub: Hub, p: Caller) -> dict[str, Any]:
+@router.put("/certificates/{serial:int}/blacklist", tags=["certificates"])
+async def blacklist_certificate(serial: Serial, hub: Hub, p: Caller) -> dict[str, Any]:
     """Blacklist a certificate: new handshakes fail and live sessions using it close within a second."""
     p.require(Resource.CERTIFICATE, Action.UPDATE)
     await _record(hub, p, serial)
@@ -144,8 +164,8 @@ async def blacklist_certificate(serial: int, hub: Hub, p: Caller) -> dict[str, A
     return rec.public()
 
 
-@router.delete("/certificates/{serial}/blacklist", tags=["certificates"])
-async def unblacklist_certificate(serial: int, hub: Hub, p: Caller) -> dict[str, Any]:
+@router.delete("/certificates/{serial:int}/blacklist", tags=["certificates"])
+async def unblacklist_certificate(serial: Serial, hub: Hub, p: Caller) -> dict[str, Any]:
     """Take a certificate off the blacklist: it is accepted again from the next handshake."""
     p.require(Resource.CERTIFICATE, Action.UPDATE)
     await _record(hub, p, serial)
@@ -182,7 +202,12 @@ async def create_tenant_certificate(body: TenantCertificateIn, hub: Hub, p: Call
     return _issued(issued, "tenantCert", "tenantKey")
 
 
-@router.post("/gateways/{gateway_id}/certificates", status_code=201, tags=["gateways", "certificates"])
+@router.post(
+    "/gateways/{gateway_id}/certificates",
+    status_code=201,
+    tags=["gateways", "certificates"],
+    responses=error_responses(409),
+)
 async def create_gateway_certificate(
     gateway_id: str,
     hub: Hub,
@@ -193,6 +218,7 @@ async def create_gateway_certificate(
     """A gateway client certificate (PEM) bound to this tenant and gateway id; the key is returned once."""
     p.require(Resource.CERTIFICATE, Action.CREATE)
     tid = p.scope_tenant(tenant_id)
+    await _not_foreign(hub, tid, gateway_id)
     issued = await _registry(hub).create_gateway_certificate(
         tid, gateway_id, body.subject.to_name(), body.expire_after_years
     )
@@ -213,5 +239,21 @@ async def gateway_certificates(
     """The gateway's issuance history (G-SDK ``GetIssuanceHistory`` / ``GetCertificateBlacklist``)."""
     p.require(Resource.CERTIFICATE, Action.READ)
     tid = p.scope_tenant(tenant_id)
-    records = await _registry(hub).gateway_certificates(tid, [gateway_id], blacklisted_only=blacklisted)
+    check_id(gateway_id, "gatewayID")
+    # the tenant's certificates for this gateway id: none for an id of another tenant, as for an unknown one
+    records = await hub.store.certificates.history(
+        tid, [gateway_id], kind=CertKind.GATEWAY.value, blacklisted_only=blacklisted
+    )
     return {"items": [r.public() for r in records], "total": len(records)}
+
+
+async def _not_foreign(hub: HubContext, tenant_id: str, gateway_id: str) -> None:
+    """A gateway id held by another tenant's device is taken, said as a create says it (409,
+    the same text whoever holds it), not "another tenant" (403) that an unknown id does not get."""
+    check_id(gateway_id, "gatewayID")
+    try:
+        dev = await hub.store.devices.get(None, gateway_id)
+    except NotFound:
+        return
+    if dev.tenant_id != tenant_id:
+        raise AlreadyExists(f"device id {gateway_id} is taken")

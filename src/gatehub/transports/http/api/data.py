@@ -12,12 +12,13 @@ from fastapi.responses import StreamingResponse
 
 from gatehub.domain.model import AttributeScope
 from gatehub.domain.permissions import Action, Principal, Resource
-from gatehub.domain.telemetry import check_key, flatten_points, now_ms, typed
+from gatehub.domain.telemetry import TS_MAX, check_key, flatten_points, now_ms, typed
 from gatehub.errors import InvalidInput, PermissionDenied
 from gatehub.store import WriteBatch
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404))
 
 EVENT_TYPES = {"status", "telemetry", "attributes", "topology", "message", "rpc"}
 
@@ -35,12 +36,12 @@ async def query_telemetry(
     hub: Hub,
     p: Caller,
     keys: str | None = Query(None, description="Comma-separated keys; all when absent"),
-    start: int = Query(0, ge=0, description="From (ms, inclusive)"),
-    end: int | None = Query(None, ge=1, description="To (ms, exclusive); now when absent"),
+    start: int = Query(0, ge=0, le=TS_MAX, description="From (ms since the epoch, inclusive)"),
+    end: int | None = Query(None, ge=1, le=TS_MAX, description="To (ms, exclusive); now when absent"),
     limit: int = Query(1000, ge=1, le=100_000),
     order: str = Query("asc", pattern="^(asc|desc)$"),
     agg: str | None = Query(None, pattern="^(min|max|avg|sum|count)$"),
-    interval: int | None = Query(None, ge=1, description="Aggregation interval (ms)"),
+    interval: int | None = Query(None, ge=1, le=TS_MAX, description="Aggregation interval (ms)"),
 ) -> dict[str, Any]:
     dev = await device_for(hub, p, device_id, Resource.TELEMETRY, Action.READ)
     stop = end if end is not None else now_ms() + 1
@@ -138,8 +139,8 @@ async def event_log(
     tenant_id: str | None = Query(None, alias="tenantId"),
     device_id: str | None = Query(None, alias="deviceId"),
     type: str | None = None,
-    start: int | None = Query(None, ge=0),
-    end: int | None = Query(None, ge=0),
+    start: int | None = Query(None, ge=0, le=TS_MAX, description="From (ms since the epoch, inclusive)"),
+    end: int | None = Query(None, ge=0, le=TS_MAX, description="To (ms since the epoch)"),
     limit: int = Query(100, ge=1, le=10_000),
 ) -> dict[str, Any]:
     p.require(Resource.EVENT, Action.READ)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gatehub.domain.model import Device
 from gatehub.domain.permissions import Action, Principal, Resource
@@ -19,7 +20,18 @@ def hub(request: Request) -> HubContext:
     return ctx
 
 
-async def principal(request: Request) -> Principal:
+#: how API keys are passed (the OpenAPI security scheme); the key is checked in principal()
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="gatehub API key",
+    description="An API key (`gatehub apikey create`, `POST /api/v1/apikeys`) as `Authorization: Bearer <key>`",
+)
+
+
+async def principal(
+    request: Request, _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None
+) -> Principal:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -40,10 +52,16 @@ class Page:
     limit: int
 
 
+OFFSET_MAX = 1_000_000_000
+LIMIT_MAX = 2**31 - 1
+
+
 def page(
     request: Request,
-    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
-    limit: Annotated[int, Query(ge=1, description="Items to return (at most the server's page limit)")] = 100,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Items to skip")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=LIMIT_MAX, description="Items to return (at most the server's page limit)")
+    ] = 100,
 ) -> Page:
     return Page(offset, min(limit, hub(request).settings.http_page_limit))
 

@@ -30,11 +30,12 @@ from gatehub.protocols.linkcrypto import IV_BYTES, KEY_BYTES, LITERAL, parse_hex
 from gatehub.services.links.model import LinkRequest, normalise_ip
 from gatehub.transports.http.api.deps import Caller, Hub
 from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.errors import error_responses
 
 if TYPE_CHECKING:
     from gatehub.services.links import DeviceLinks
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404, 409))
 
 
 # strict: JSON types are not coerced ("devicePort": true, "9" or 9.0 are refused, not taken as 1 or 9)

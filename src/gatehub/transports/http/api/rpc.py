@@ -15,14 +15,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatehub.domain.permissions import Action, Resource
 from gatehub.domain.rpc import RpcStatus
+from gatehub.domain.telemetry import TS_MAX
 from gatehub.errors import InvalidInput
+from gatehub.transports.http.api.bounds import storable_json
 from gatehub.transports.http.api.deps import Caller, Hub, Paging, device_for
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404))
 
 
 class RpcIn(BaseModel):
@@ -33,18 +36,20 @@ class RpcIn(BaseModel):
     timeout: int | None = Field(None, ge=100, le=600_000, description="ms to wait for the reply")
     oneway: bool = False
     persistent: bool = False
-    expiration_time: int | None = Field(None, alias="expirationTime", ge=0, description="ms since the epoch")
-    expiration: int | None = Field(None, ge=0, description="alias of expirationTime")
+    expiration_time: int | None = Field(None, alias="expirationTime", ge=0, le=TS_MAX, description="ms since the epoch")
+    expiration: int | None = Field(None, ge=0, le=TS_MAX, description="alias of expirationTime")
+
+    _params = field_validator("params")(storable_json)
 
 
 class ClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     secret_key: str = Field("", alias="secretKey", max_length=255)
-    customer_id: str | None = Field(None, alias="customerId")
+    customer_id: str | None = Field(None, alias="customerId", min_length=1, max_length=128)
 
 
-@router.post("/devices/{device_id}/rpc", tags=["rpc"])
+@router.post("/devices/{device_id}/rpc", tags=["rpc"], responses=error_responses(502, 504))
 async def send_rpc(device_id: str, body: RpcIn, hub: Hub, p: Caller) -> JSONResponse:
     dev = await device_for(hub, p, device_id, Resource.RPC, Action.CREATE)
     svc = hub.rpc
@@ -63,7 +68,7 @@ async def send_rpc(device_id: str, body: RpcIn, hub: Hub, p: Caller) -> JSONResp
         return JSONResponse({"rpcId": call.id, "status": call.status.value})
     if call.status is RpcStatus.SUCCESSFUL:
         return JSONResponse(call.response)
-    code = {RpcStatus.FAILED: 502, RpcStatus.EXPIRED: 504, RpcStatus.TIMEOUT: 504}.get(call.status, 500)
+    code = {RpcStatus.FAILED: 502, RpcStatus.EXPIRED: 504, RpcStatus.TIMEOUT: 504}.get(call.status, 502)
     return JSONResponse(
         {"error": {"code": f"rpc_{call.status.value.lower()}", "message": f"RPC {call.id} ended {call.status.value}"}},
         status_code=code,
@@ -87,7 +92,7 @@ async def get_rpc(rpc_id: str, hub: Hub, p: Caller) -> dict[str, Any]:
     return call.public()
 
 
-@router.post("/devices/{device_id}/claim", tags=["devices"])
+@router.post("/devices/{device_id}/claim", tags=["devices"], responses=error_responses(409))
 async def claim_device(device_id: str, body: ClaimIn, hub: Hub, p: Caller) -> dict[str, Any]:
     """Claim a device whose claim window is open, for the caller's customer."""
     p.require(Resource.DEVICE, Action.UPDATE)

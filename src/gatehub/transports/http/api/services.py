@@ -19,13 +19,22 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatehub.domain.permissions import Action, Resource
+from gatehub.transports.http.api.bounds import storable_json
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
 from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404, 409, 502, 504))
+#: ``"wait": false``: the call was sent, its reply comes later (``GET /rpc/{rpcId}``)
+SENT: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Sent without waiting (`wait: false`): `{rpcId, status}`",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 class ServiceIn(BaseModel):
@@ -35,6 +44,8 @@ class ServiceIn(BaseModel):
     timeout: int | None = Field(None, ge=100, le=600_000, description="ms to wait for the reply")
     wait: bool = True
 
+    _params = field_validator("params")(storable_json)
+
 
 async def _invoke(hub: HubContext, p: Any, device_id: str, identifier: str, body: ServiceIn) -> JSONResponse:
     dev = await device_for(hub, p, device_id, Resource.RPC, Action.CREATE)
@@ -42,13 +53,13 @@ async def _invoke(hub: HubContext, p: Any, device_id: str, identifier: str, body
     return JSONResponse(res.public(), status_code=200 if body.wait else 202)
 
 
-@router.post("/devices/{device_id}/services/{identifier}", tags=["things"])
+@router.post("/devices/{device_id}/services/{identifier}", tags=["things"], responses=SENT)
 async def invoke_service(device_id: str, identifier: str, body: ServiceIn, hub: Hub, p: Caller) -> JSONResponse:
     """Invoke a thing-model service of a device and return its reply."""
     return await _invoke(hub, p, device_id, identifier, body)
 
 
-@router.post("/devices/{device_id}/properties/set", tags=["things"])
+@router.post("/devices/{device_id}/properties/set", tags=["things"], responses=SENT)
 async def set_properties(device_id: str, body: ServiceIn, hub: Hub, p: Caller) -> JSONResponse:
     """Set writable properties of a device (thing model ``accessMode`` rw) and return its reply."""
     return await _invoke(hub, p, device_id, "property/set", body)

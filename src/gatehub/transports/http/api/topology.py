@@ -8,7 +8,8 @@
 - ``POST /devices/{id}/secret/reset`` ``{"secret"?}``: a new secret (shown once), deliverable again
   by dynamic registration; the device's IoTDA tokens end.
 - ``POST /products/{id}/whitelist`` (a CSV body, see ``domain.provisioning``): pre-register
-  device names for the product.
+  device names for the product. A JSON body (``[]``, ``{...}``) is refused, not read as a name,
+  and so is a file none of whose lines can be imported (400, with each line's reason).
 - ``GET /products/{id}/thing-model`` exports the thing model JSON; ``PUT`` imports one (checked
   first: a malformed model is refused naming the entry, and nothing changes).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,8 +29,9 @@ from gatehub.errors import InvalidInput
 from gatehub.store.topology import SubRef, TopologyResult
 from gatehub.transports.http.api.deps import Caller, Hub, device_for
 from gatehub.transports.http.context import HubContext
+from gatehub.transports.http.errors import error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(404))
 
 
 class TopologyChange(BaseModel):
@@ -143,10 +146,28 @@ async def reset_secret(device_id: str, hub: Hub, p: Caller, body: SecretIn | Non
     return {"deviceId": dev.id, "secret": dev.secret, "secretDelivered": False, "tokensRevoked": revoked}
 
 
+_CSV_BODY = {"schema": {"type": "string", "minLength": 1, "description": "CSV text (UTF-8)"}}
+
+
+def _refuse_json(text: str) -> None:
+    """A JSON array or object is not a whitelist (``[]`` would otherwise become a device named ``[]``)."""
+    if text.lstrip()[:1] not in ("[", "{"):
+        return
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(doc, list | dict):
+        raise InvalidInput(
+            "the whitelist is CSV text (deviceName[,deviceId][,deviceSecret] with a header row, or one "
+            "device name per line), not JSON"
+        )
+
+
 @router.post(
     "/products/{product_id}/whitelist",
     tags=["products"],
-    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
+    openapi_extra={"requestBody": {"content": {"text/csv": _CSV_BODY, "text/plain": _CSV_BODY}, "required": True}},
 )
 async def import_whitelist(product_id: str, request: Request, hub: Hub, p: Caller) -> dict[str, Any]:
     """Pre-register device names (CSV: ``deviceName[,deviceId][,deviceSecret]`` with a header
@@ -157,15 +178,21 @@ async def import_whitelist(product_id: str, request: Request, hub: Hub, p: Calle
         text = (await request.body()).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidInput("the whitelist must be UTF-8 text") from None
+    _refuse_json(text)
     rows, errors = parse_whitelist(text)
     res = await hub.store.provisioning.import_whitelist(prod.tenant_id, prod.id, rows)
+    refused = sorted([*errors, *res.errors], key=lambda e: e.line)
+    if refused and not res.created and not res.existing:
+        # nothing was imported and nothing changed: the file as a whole is refused
+        first = refused[0]
+        raise InvalidInput(
+            f"no line of the whitelist can be imported ({len(refused)} refused); line {first.line}: {first.message}"
+        )
     return {
         "productId": prod.id,
         "created": [{"id": d.id, "name": d.name} for d in res.created],
         "existing": res.existing,
-        "errors": [
-            {"line": e.line, "message": e.message} for e in sorted([*errors, *res.errors], key=lambda e: e.line)
-        ],
+        "errors": [{"line": e.line, "message": e.message} for e in refused],
     }
 
 
