@@ -17,6 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,30 @@ def test_wrong_rest_keys_are_answered_ever_later_then_the_right_key_works(hub: H
         assert r.status_code == 200, r.text
     assert metric(hub, "gatehub_auth_failures_total", transport="rest", reason="bad_credentials") >= 7
     assert "refused rest from 127.0.0.12: bad_credentials (key ghk_nokey0_…" in hub.stderr()
+
+
+def test_a_burst_of_wrong_rest_keys_from_a_backed_off_source_is_refused_unchecked_with_429(hub: HubProcess) -> None:
+    """Parallel guesses from a backed-off address: each admitted one pushes the next back by the
+    delay, so those that would wait beyond guard_backoff_max are answered 429 without a check
+    (the status the OpenAPI documents for every route that takes a key)."""
+    transport = httpx.HTTPTransport(local_address="127.0.0.14")
+    with httpx.Client(base_url=hub.url + "/api/v1", transport=transport, timeout=15) as c:
+        for i in range(4):  # over guard_backoff_after: the source is backed off
+            assert c.get("/tenants", headers={"Authorization": f"Bearer ghk_burst{i}_x"}).status_code == 401
+    with ThreadPoolExecutor(16) as pool:
+
+        def guess(i: int) -> httpx.Response:
+            t = httpx.HTTPTransport(local_address="127.0.0.14")
+            with httpx.Client(base_url=hub.url + "/api/v1", transport=t, timeout=15) as one:
+                return one.get("/tenants", headers={"Authorization": f"Bearer ghk_par{i}_x"})
+
+        answers = list(pool.map(guess, range(16)))
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) == {401, 429}, codes
+    limited = next(r for r in answers if r.status_code == 429)
+    assert limited.json()["error"]["code"] == "rate_limited", limited.text
+    spec = httpx.get(hub.url + "/openapi.json").json()
+    assert "429" in spec["paths"]["/api/v1/tenants"]["get"]["responses"]
 
 
 def test_lock_out_refuses_even_the_right_token_until_it_ends(hub: HubProcess, token: str) -> None:

@@ -238,7 +238,7 @@ async def test_openapi_states_bounds_errors_and_the_api_key(hub: RunningHub) -> 
             continue
         for method, op in ops.items():
             codes = set(op["responses"])
-            want = {"400", "503"} if path in public else {"400", "401", "403", "503"}
+            want = {"400", "503"} if path in public else {"400", "401", "403", "429", "503"}
             assert want <= codes, (method, path, sorted(codes))
             assert (path in public) == ("security" not in op), (method, path)
             for code in codes - {"200", "201", "202", "204"}:

@@ -109,13 +109,14 @@ def _authenticated(dep: Dependant) -> bool:
 def _document_errors(router: APIRouter) -> None:
     """The error statuses every REST route can answer, on top of those it declares itself:
     400 (invalid input; also a bad Content-Length) and 503 (the database failed) on every route;
-    401 and 403 on every route that takes an API key; 413 on every route that takes a body."""
+    401, 403 and 429 (the credential guard refuses a backed-off address unchecked) on every route
+    that takes an API key; 413 on every route that takes a body."""
     for route in router.routes:
         if not isinstance(route, APIRoute):
             continue
         codes = {400, 503}
         if _authenticated(route.dependant):
-            codes |= {401, 403}
+            codes |= {401, 403, 429}
         if route.body_field is not None or "requestBody" in (route.openapi_extra or {}):
             codes.add(413)
         common: dict[int | str, dict[str, Any]] = {

@@ -56,6 +56,7 @@ ERROR_STATUS: dict[int, str] = {
     404: "Not found, or not visible to this API key (`not_found`; another tenant's objects are not found)",
     409: "Conflict: the id or name is taken hub-wide (`already_exists`), or the state does not allow it now",
     413: "The request body is larger than http_max_body_bytes (`payload_too_large`)",
+    429: "Too many wrong credentials from this address: wait and retry (`rate_limited`; guard_* settings)",
     502: "The device answered with an error (RPC `rpc_failed`, thing model `thing_model`)",
     503: "The database, or a transport this needs, is unavailable here (`unavailable`, `storage_unavailable`)",
     504: "The device did not answer within the timeout (`rpc_timeout`, `rpc_expired`)",
