@@ -6,8 +6,10 @@ SQLAlchemy, the HTTP API)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable
+from typing import Any
 
 
 def run_loop(coro: Awaitable[None]) -> None:
@@ -22,3 +24,13 @@ def run_loop(coro: Awaitable[None]) -> None:
             runner.run(coro)  # type: ignore[arg-type]
     except ImportError:
         asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (when there is one) and wait until it has ended: how a component's
+    ``stop()`` ends the one background task its ``start()`` made."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

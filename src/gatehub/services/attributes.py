@@ -11,12 +11,12 @@ client subscribed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Protocol
 
 from gatehub.bus import Bus
 from gatehub.domain.model import AttributeScope
+from gatehub.loop import stop_task
 from gatehub.store import Store
 
 __all__ = ["AttributeDownlink", "AttributeService"]
@@ -45,11 +45,8 @@ class AttributeService:
         self._task = asyncio.create_task(self._run(), name="shared-attribute-push")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def read(self, device_id: str, scope: str, keys: list[str] | None) -> dict[str, Any]:
         """The values of one scope (all keys, or those named)."""

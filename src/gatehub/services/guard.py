@@ -53,7 +53,6 @@ served on /metrics.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import ipaddress
 import logging
@@ -66,6 +65,7 @@ from typing import TypeVar
 
 from gatehub.config import Settings
 from gatehub.errors import RateLimited, Unauthenticated
+from gatehub.loop import stop_task
 
 log = logging.getLogger("gatehub.guard")
 
@@ -212,11 +212,8 @@ class CredentialGuard:
             self._task = asyncio.get_running_loop().create_task(self._sweep_loop(), name="credential-guard")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         self.sweep()
 
     async def _sweep_loop(self) -> None:

@@ -17,10 +17,10 @@ write there). :class:`Blacklist` makes the TLS listeners follow it:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from gatehub.bus import Bus
+from gatehub.loop import stop_task
 from gatehub.pki import TlsContextProvider
 from gatehub.store import Store
 
@@ -64,8 +64,5 @@ class Blacklist:
                 log.warning("checking the certificate blacklist failed: %s", exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None

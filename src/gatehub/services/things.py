@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from gatehub.domain.rpc import RpcCall, RpcRequest, RpcStatus, RpcTimeout
 from gatehub.domain.telemetry import now_ms
 from gatehub.domain.thingmodel import EMPTY, ThingModel, ThingModelError, compile_thing_model
 from gatehub.errors import Conflict, DomainError, GatehubError, InvalidInput, NotFound, StorageError, Unavailable
+from gatehub.loop import stop_task
 from gatehub.services.rpc import RpcService, Send
 from gatehub.store import Store
 
@@ -59,11 +59,8 @@ class ThingModels:
         self._task = asyncio.create_task(self._watch(), name="thing-models")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def get(self, tenant_id: str | None, product_id: str) -> ThingModel:
         """The compiled model of a product; NotFound for an unknown product (of ``tenant_id``,

@@ -21,13 +21,13 @@ lock keeps two nodes on one database from merging at the same time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, text, update
 
+from gatehub.loop import stop_task
 from gatehub.store.db import Database
 from gatehub.store.tables import telemetry_compaction as marks
 
@@ -149,11 +149,8 @@ class CompactionService:
         self._task = asyncio.create_task(self._loop(), name="telemetry-compaction")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:
