@@ -126,7 +126,7 @@ class HubProcess:
             self.write_config()
             if self._start_once():
                 break
-            if attempt == attempts or "address already in use" not in self.stderr():
+            if attempt == attempts or "address already in use" not in self.stderr().lower():
                 raise AssertionError(f"gatehub serve exited with {self._exit_code()}:\n{self.stderr()[-4000:]}")
             self.ports = Ports.pick()
             for name in ("http", "iotda", "mqtt", "mqtts", "grpc"):
