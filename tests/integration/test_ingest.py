@@ -209,6 +209,24 @@ async def test_concurrent_groups_upserting_the_same_rows_do_not_deadlock(store: 
         await w.close()
 
 
+async def test_an_attribute_update_never_replaces_a_newer_one(store: Store, db_url: str) -> None:
+    """Two groups on two connections may commit in either order: the stored attribute is the one
+    with the newest updated_at, as for latest values, not the one whose group committed last."""
+    await store.devices.create("acme", "late", "meter", device_id="late")
+    w = IngestWriter(db_url, queue_size=10, batch_rows=1)
+    await w.start()
+    try:
+        await w.write(WriteBatch("acme", attributes=[("late", "client", "fw", '"2.0"', 60_000)]))
+        await w.write(WriteBatch("acme", attributes=[("late", "client", "fw", '"1.0"', 59_000)]))  # committed later
+        got = await store.data.attributes("late", AttributeScope.CLIENT, ["fw"])
+        assert got["client"]["fw"] == "2.0", got
+        await w.write(WriteBatch("acme", attributes=[("late", "client", "fw", '"2.1"', 60_000)]))  # same ts: later wins
+        got = await store.data.attributes("late", AttributeScope.CLIENT, ["fw"])
+        assert got["client"]["fw"] == "2.1", got
+    finally:
+        await w.close()
+
+
 async def test_a_gateway_sequence_is_advanced_by_one_group_at_a_time(store: Store, db_url: str) -> None:
     """With groups in flight on two connections, a gateway's sequenced batches still behave as on
     one: a failed batch holds the later ones back however the groups were cut."""

@@ -15,7 +15,10 @@ group and the database storing another overlap instead of taking turns. Callers'
 still resolved, and commit listeners called, in the order the groups were formed, so
 acknowledgements never overtake each other. Rows that two concurrent groups upsert (latest
 values, attributes, sequence marks) are written in key order, so two transactions never wait on
-each other in opposite orders. SQLite has one writer: one connection there.
+each other in opposite orders. Two concurrent groups may commit in either order, so an upsert
+of a latest value or an attribute never replaces a newer one (``WHERE excluded.ts >= ...``): a
+device's later update wins whichever group commits last. SQLite has one writer: one connection
+there.
 
 Replays: a batch may carry ``(gateway_id, epoch, seq)``. Within an epoch, a batch whose
 sequence number is not above the last committed one for that gateway is a replay: it is
@@ -419,7 +422,8 @@ class _SqliteDriver:
     )
     UPSERT_ATTR = (
         "INSERT INTO attributes (device_id, scope, key, value, updated_at) VALUES (?,?,?,?,?) "
-        "ON CONFLICT(device_id, scope, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at"
+        "ON CONFLICT(device_id, scope, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at "
+        "WHERE excluded.updated_at >= attributes.updated_at"
     )
     INSERT_EVENT = "INSERT INTO events (tenant_id, device_id, ts, type, body) VALUES (?,?,?,?,?)"
     UPSERT_SEQ = (
@@ -520,7 +524,8 @@ class _PostgresDriver:
     )
     UPSERT_ATTR = (
         "INSERT INTO attributes (device_id, scope, key, value, updated_at) VALUES ($1,$2,$3,$4,$5) "
-        "ON CONFLICT (device_id, scope, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at"
+        "ON CONFLICT (device_id, scope, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at "
+        "WHERE excluded.updated_at >= attributes.updated_at"
     )
     INSERT_EVENT = "INSERT INTO events (tenant_id, device_id, ts, type, body) VALUES ($1,$2,$3,$4,$5)"
     UPSERT_SEQ = (
